@@ -1,0 +1,130 @@
+"""One frozen Config read once from the environment; secrets redacted in its repr."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """A setting in the environment has a value that cannot be used."""
+
+
+def redact_url(url: str | None) -> str | None:
+    """The URL with its password replaced by `***`, for logs and reprs."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Every setting of the service. Field metadata names the environment variable and its meaning."""
+
+    database_url: str | None = dataclasses.field(
+        default=None, repr=False, metadata={"env": "DATABASE_URL", "doc": "PostgreSQL DSN; unset: embedded server under `var/postgres`"})
+    redis_url: str | None = dataclasses.field(
+        default=None, repr=False, metadata={"env": "REDIS_URL", "doc": "Redis URL; unset: embedded server under `var/redis`"})
+    host: str = dataclasses.field(default="127.0.0.1", metadata={"env": "HOST", "doc": "listen address"})
+    port: int = dataclasses.field(default=8080, metadata={"env": "PORT", "doc": "listen port"})
+    workers: int = dataclasses.field(default=1, metadata={"env": "WORKERS", "doc": "API processes for `serve`"})
+    log_level: str = dataclasses.field(default="info", metadata={"env": "LOG_LEVEL", "doc": "debug, info, warning or error"})
+    log_format: str = dataclasses.field(
+        default="", metadata={"env": "LOG_FORMAT", "doc": "`json` or `text`; unset: text when embedded, else json"})
+    body_limit: int = dataclasses.field(
+        default=1024 * 1024, metadata={"env": "BODY_LIMIT", "doc": "largest request body in bytes (413 beyond)"})
+    # The pool is sized to the concurrency one process sustains: with fewer connections than requests
+    # in flight, requests queue on acquire and tail latency explodes (FIELD-NOTES).
+    pg_pool_min: int = dataclasses.field(default=4, metadata={"env": "PG_POOL_MIN", "doc": "PostgreSQL connections kept open per process"})
+    pg_pool_max: int = dataclasses.field(default=32, metadata={"env": "PG_POOL_MAX", "doc": "PostgreSQL connections at most per process"})
+    pg_command_timeout: float = dataclasses.field(
+        default=10.0, metadata={"env": "PG_COMMAND_TIMEOUT", "doc": "seconds one statement may take on the client side"})
+    redis_pool_max: int = dataclasses.field(default=64, metadata={"env": "REDIS_POOL_MAX", "doc": "Redis connections at most per process"})
+    # Argon2id at OWASP's parameters costs ~20 ms of one core; two threads keep both cores busy and the
+    # queue bound turns a flood of logins into fast 503s instead of a growing backlog.
+    hash_threads: int = dataclasses.field(default=2, metadata={"env": "HASH_THREADS", "doc": "threads that hash passwords"})
+    hash_queue: int = dataclasses.field(
+        default=32, metadata={"env": "HASH_QUEUE", "doc": "password hashes waiting at most before sign-up and login answer 503"})
+    var_dir: str = dataclasses.field(default="var", metadata={"env": "VAR_DIR", "doc": "folder of embedded servers, keys and mail files"})
+
+    @property
+    def embedded(self) -> bool:
+        """True when this process starts its own PostgreSQL or Redis."""
+        return self.database_url is None or self.redis_url is None
+
+    @property
+    def effective_log_format(self) -> str:
+        return self.log_format or ("text" if self.embedded else "json")
+
+    @property
+    def var_path(self) -> Path:
+        return Path(self.var_dir).resolve()
+
+    def __repr__(self) -> str:
+        shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.repr}
+        shown["database_url"] = redact_url(self.database_url)
+        shown["redis_url"] = redact_url(self.redis_url)
+        return "Config(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Config:
+        """Read every field's variable; unset or empty means the default. Raises ConfigError."""
+        environ = os.environ if environ is None else environ
+        values, problems = {}, []
+        for f in dataclasses.fields(cls):
+            raw = environ.get(f.metadata["env"], "").strip()
+            if not raw:
+                continue
+            try:
+                values[f.name] = _parse(f, raw)
+            except ValueError as exc:
+                problems.append(f"{f.metadata['env']}={raw!r}: {exc}")
+        values.update(overrides)
+        if problems:
+            raise ConfigError("; ".join(problems))
+        config = cls(**values)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Cross-field rules; raises ConfigError naming the variables."""
+        problems = []
+        if self.log_level not in LOG_LEVELS:
+            problems.append(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+        if self.log_format not in ("", "json", "text"):
+            problems.append("LOG_FORMAT must be json or text")
+        if not 0 < self.port < 65536:
+            problems.append("PORT must be 1-65535")
+        if not 0 < self.pg_pool_min <= self.pg_pool_max:
+            problems.append("PG_POOL_MIN must be positive and at most PG_POOL_MAX")
+        for name in ("workers", "body_limit", "redis_pool_max", "hash_threads", "hash_queue"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name.upper()} must be positive")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+
+def _parse(f: dataclasses.Field, raw: str):
+    kind = f.type if isinstance(f.type, str) else f.type.__name__
+    if kind.startswith("int"):
+        return int(raw)
+    if kind.startswith("float"):
+        return float(raw)
+    if kind.startswith("bool"):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("expected true or false")
+    return raw

@@ -1,0 +1,220 @@
+"""The error hierarchy, error_body() and the middleware that turns every failure into the envelope.
+
+ApiError
+├── ValidationError        400 VALIDATION_ERROR, with per-field details
+├── MalformedJson          400 MALFORMED_JSON
+├── Unauthorized           401 UNAUTHORIZED
+├── TokenExpired           401 TOKEN_EXPIRED
+├── InvalidToken           401 INVALID_TOKEN
+├── InvalidCredentials     401 INVALID_CREDENTIALS
+├── Forbidden              403 FORBIDDEN
+├── NotFound               404 NOT_FOUND
+├── MethodNotAllowed       405 METHOD_NOT_ALLOWED
+├── Conflict               409 CONFLICT
+├── PayloadTooLarge        413 PAYLOAD_TOO_LARGE
+├── UnsupportedMediaType   415 UNSUPPORTED_MEDIA_TYPE
+├── RateLimited            429 RATE_LIMIT_EXCEEDED
+├── ServiceUnavailable     503 SERVICE_UNAVAILABLE
+└── InternalError          500 INTERNAL_ERROR
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+
+import asyncpg
+import orjson
+from aiohttp import web
+
+log = logging.getLogger("server.errors")
+
+REQUEST_ID = web.RequestKey("request_id", str)
+
+
+class ApiError(Exception):
+    status = 500
+    code = "INTERNAL_ERROR"
+    message = "An unexpected error occurred"
+
+    def __init__(self, message: str | None = None, details: list[dict] | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message or self.message)
+        self.message = message or self.message
+        self.details = details
+        self.headers = headers or {}
+
+
+class ValidationError(ApiError):
+    status, code, message = 400, "VALIDATION_ERROR", "Invalid request data"
+
+    @classmethod
+    def field(cls, field: str, message: str) -> ValidationError:
+        return cls(details=[{"field": field, "message": message}])
+
+
+class MalformedJson(ApiError):
+    status, code, message = 400, "MALFORMED_JSON", "The body must be a JSON object"
+
+
+class Unauthorized(ApiError):
+    status, code, message = 401, "UNAUTHORIZED", "Authentication required"
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="api"'})
+
+
+class TokenExpired(Unauthorized):
+    code, message = "TOKEN_EXPIRED", "The access token has expired"
+
+
+class InvalidToken(Unauthorized):
+    code, message = "INVALID_TOKEN", "The token is invalid"
+
+
+class InvalidCredentials(ApiError):
+    status, code, message = 401, "INVALID_CREDENTIALS", "Wrong email or password"
+
+
+class Forbidden(ApiError):
+    status, code, message = 403, "FORBIDDEN", "You are not allowed to do this"
+
+
+class NotFound(ApiError):
+    status, code, message = 404, "NOT_FOUND", "Not found"
+
+
+class MethodNotAllowed(ApiError):
+    status, code, message = 405, "METHOD_NOT_ALLOWED", "Method not allowed"
+
+
+class Conflict(ApiError):
+    status, code, message = 409, "CONFLICT", "A unique value is already taken"
+
+
+class PayloadTooLarge(ApiError):
+    status, code, message = 413, "PAYLOAD_TOO_LARGE", "The request body is too large"
+
+
+class UnsupportedMediaType(ApiError):
+    status, code, message = 415, "UNSUPPORTED_MEDIA_TYPE", "The body must be application/json"
+
+
+class RateLimited(ApiError):
+    status, code, message = 429, "RATE_LIMIT_EXCEEDED", "Too many requests"
+
+
+class ServiceUnavailable(ApiError):
+    status, code, message = 503, "SERVICE_UNAVAILABLE", "The service is temporarily unavailable"
+
+    def __init__(self, message: str | None = None, retry_after: int = 1):
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+class InternalError(ApiError):
+    pass
+
+
+def error_body(error: ApiError, request_id: str | None) -> bytes:
+    body = {"code": error.code, "message": error.message}
+    if error.details:
+        body["details"] = error.details
+    body["requestId"] = request_id
+    return orjson.dumps({"error": body})
+
+
+def error_response(error: ApiError, request_id: str | None) -> web.Response:
+    headers = dict(error.headers)
+    if request_id:
+        headers["X-Request-Id"] = request_id
+    return web.Response(status=error.status, body=error_body(error, request_id),
+                        content_type="application/json", headers=headers)
+
+
+# asyncpg's unique-violation detail names the columns: `Key (email)=(...)`, or `Key (lower(username))`.
+_UNIQUE_FIELD = re.compile(r"Key \((?:lower\()?([a-z_]+)\)?\)=")
+_CAMEL = {"display_name": "displayName"}
+
+# What a dependency outage looks like from asyncpg: the server going away, refusing connections,
+# shutting down, or no connection within the pool's wait.
+PG_UNAVAILABLE = (
+    asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError, ConnectionError,
+    OSError, asyncio.TimeoutError,
+)
+
+
+def from_exception(exc: BaseException) -> ApiError:
+    """Map anything raised while handling a request to the ApiError that answers it."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, web.HTTPException):
+        return _from_http(exc)
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        match = _UNIQUE_FIELD.search(exc.detail or "")
+        if match:
+            field = _CAMEL.get(match.group(1), match.group(1))
+            return Conflict(f"This {field} is already taken", [{"field": field, "message": "is already taken"}])
+        return Conflict()
+    if isinstance(exc, PG_UNAVAILABLE):
+        return ServiceUnavailable("The database is unavailable")
+    return InternalError()
+
+
+def _from_http(exc: web.HTTPException) -> ApiError:
+    status = exc.status
+    if status == 404:
+        return NotFound("No such route")
+    if status == 405:
+        allowed = ", ".join(sorted(exc.allowed_methods)) if isinstance(exc, web.HTTPMethodNotAllowed) else ""
+        return MethodNotAllowed(headers={"Allow": allowed})
+    if status == 413:
+        return PayloadTooLarge()
+    mapped = {400: MalformedJson, 401: Unauthorized, 403: Forbidden, 409: Conflict,
+              415: UnsupportedMediaType, 429: RateLimited}.get(status)
+    if mapped is not None:
+        return mapped()
+    error = ApiError(exc.reason)
+    error.status, error.code = status, {503: "SERVICE_UNAVAILABLE"}.get(status, "ERROR")
+    return error if 400 <= status < 600 else InternalError()
+
+
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+def request_id_of(request: web.Request) -> str:
+    """The client's X-Request-Id when it is a short, safe token; otherwise a new one."""
+    given = request.headers.get("X-Request-Id")
+    return given if given and _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+@web.middleware
+async def envelope_middleware(request: web.Request, handler):
+    """The outermost layer: gives the request its id, and turns every failure into the envelope.
+
+    One middleware rather than two: the id and the envelope are needed together, and each middleware
+    layer costs a coroutine frame per request.
+    """
+    request_id = request[REQUEST_ID] = request_id_of(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:  # redirects and 304s pass through, with the id
+            exc.headers["X-Request-Id"] = request_id
+            raise
+        return error_response(from_exception(exc), request_id)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - this is the one place that answers every failure
+        error = from_exception(exc)
+        if isinstance(error, InternalError):
+            log.exception("unhandled error on %s %s", request.method, request.path,
+                          extra={"request_id": request_id})
+        elif isinstance(error, ServiceUnavailable) and not isinstance(exc, ApiError):
+            log.warning("dependency unavailable on %s %s: %s", request.method, request.path,
+                        type(exc).__name__, extra={"request_id": request_id})
+        return error_response(error, request_id)
+    response.headers["X-Request-Id"] = request_id
+    return response

@@ -1,0 +1,115 @@
+"""Request bodies as pydantic models: strict types, unknown fields refused, every fault reported."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import email_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+# Single-line text refuses every control character; multi-line text allows tab, LF and CR.
+_CONTROL_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+USERNAME = re.compile(r"^[A-Za-z0-9_]{3,32}$")
+TAG = re.compile(r"^[a-z0-9-]{1,32}$")
+
+
+def _fail(kind: str, message: str):
+    raise PydanticCustomError(kind, message)
+
+
+def _single_line(value: str) -> str:
+    if _CONTROL_LINE.search(value):
+        _fail("control_characters", "must not contain control characters")
+    return value
+
+
+def _multi_line(value: str) -> str:
+    if _CONTROL_TEXT.search(value):
+        _fail("control_characters", "must not contain control characters")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        _fail("blank", "must not be blank")
+    return value
+
+
+def _email(value: str) -> str:
+    if len(value) > 254:
+        _fail("email", "must be at most 254 characters")
+    try:
+        return email_validator.validate_email(value, check_deliverability=False).normalized
+    except email_validator.EmailNotValidError:
+        _fail("email", "must be a valid email address")
+
+
+def _username(value: str) -> str:
+    if not USERNAME.match(value):
+        _fail("username", "must be 3-32 letters, digits or underscores")
+    return value
+
+
+def text(min_length: int, max_length: int, *checks) -> type[str]:
+    return Annotated[str, Field(min_length=min_length, max_length=max_length), *map(AfterValidator, checks)]
+
+
+Email = Annotated[str, AfterValidator(_email)]
+Username = Annotated[str, AfterValidator(_username)]
+Password = text(8, 128)
+DisplayName = text(0, 64, _single_line)
+Bio = text(0, 1000, _multi_line)
+
+
+class Body(BaseModel):
+    """Strict JSON bodies: no coercion ("1" is not 1), no unknown or read-only fields, camelCase names."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", alias_generator=to_camel, populate_by_name=False,
+                              frozen=True)
+
+
+class SignUp(Body):
+    email: Email
+    username: Username
+    password: Password
+    display_name: DisplayName = ""
+    bio: Bio = ""
+
+
+# What pydantic's error types mean to an API client.
+_MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "is not an allowed field",
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+    "bool_type": "must be a boolean",
+    "list_type": "must be an array",
+    "model_type": "must be an object",
+    "dict_type": "must be an object",
+}
+
+
+def error_details(errors: list[dict]) -> list[dict]:
+    """pydantic's errors as `[{field, message}]`, with `tags[3]` and `author.id` style field names."""
+    details = []
+    for e in errors:
+        field = ""
+        for part in e["loc"]:
+            field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
+        kind, ctx = e["type"], e.get("ctx") or {}
+        if kind == "string_too_short":
+            message = "must not be empty" if ctx.get("min_length") == 1 else f"must be at least {ctx['min_length']} characters"
+        elif kind == "string_too_long":
+            message = f"must be at most {ctx['max_length']} characters"
+        elif kind == "too_long":
+            message = f"must have at most {ctx['max_length']} items"
+        elif kind == "too_short":
+            message = f"must have at least {ctx['min_length']} items"
+        else:
+            message = _MESSAGES.get(kind) or e["msg"]
+        details.append({"field": field or "body", "message": message})
+    return details

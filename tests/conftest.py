@@ -1,0 +1,90 @@
+"""Throwaway PostgreSQL and Redis for the whole session (the embedded mode's own code), clean per test."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio as redis
+import uvloop
+
+from server.app import create_app
+from server.config import Config
+from server.embedded import EmbeddedPostgres, EmbeddedRedis
+from server.migrate import migrate
+
+TABLES = "users, posts, tags, post_tags, comments"
+
+
+@pytest.fixture(scope="session")
+def tmp_root():
+    # Under /tmp, not the checkout: CI's clone may sit where the postgres user cannot enter.
+    root = Path(tempfile.mkdtemp(prefix="blog-api-test-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_root):
+    server = EmbeddedPostgres(tmp_root / "postgres", disposable=True)
+    dsn = server.start()
+    uvloop.run(migrate(dsn))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_root):
+    server = EmbeddedRedis(tmp_root / "redis", persist=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def base_config(pg_server, redis_server, tmp_root) -> Config:
+    return Config(database_url=pg_server.dsn, redis_url=redis_server.url, pg_pool_min=1, pg_pool_max=10,
+                  var_dir=str(tmp_root / "var"))
+
+
+@pytest.fixture
+def config(base_config) -> Config:
+    return base_config
+
+
+@pytest.fixture
+async def db(base_config):
+    """A connection to the test database, after every table was emptied and Redis flushed."""
+    conn = await asyncpg.connect(base_config.database_url)
+    await conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    r = redis.Redis.from_url(base_config.redis_url)
+    await r.flushdb()
+    await r.aclose()
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def client(aiohttp_client, config, db):
+    return await aiohttp_client(create_app(config))
+
+
+@pytest.fixture
+def make_config(base_config):
+    def make(**changes) -> Config:
+        return dataclasses.replace(base_config, **changes)
+    return make
+
+
+async def sign_up(client, username="alice", email=None, password="correct horse", **extra) -> dict:
+    response = await client.post("/api/users", json={
+        "email": email or f"{username}@example.com", "username": username, "password": password, **extra})
+    assert response.status == 201, await response.text()
+    return (await response.json())["data"]
+
+

@@ -1,0 +1,88 @@
+"""The envelope: request ids, aiohttp's own errors, unexpected exceptions, database failures."""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+import pytest
+from aiohttp import web
+
+from server.app import create_app
+from server.errors import ServiceUnavailable, from_exception
+
+
+async def test_request_id_is_echoed_when_safe(client):
+    response = await client.get("/healthz", headers={"X-Request-Id": "abc-123.DEF_4"})
+    assert response.headers["X-Request-Id"] == "abc-123.DEF_4"
+
+
+@pytest.mark.parametrize("given", ["has space", "x" * 129, "semi;colon", "ünï", ""])
+async def test_unsafe_request_id_is_replaced(client, given):
+    response = await client.get("/api/users/404", headers={"X-Request-Id": given})
+    made = response.headers["X-Request-Id"]
+    assert made != given and len(made) == 32
+    assert (await response.json())["error"]["requestId"] == made
+
+
+async def test_unknown_route_is_404_in_the_envelope(client):
+    response = await client.get("/nope")
+    assert response.status == 404
+    assert await response.json() == {"error": {"code": "NOT_FOUND", "message": "No such route",
+                                               "requestId": response.headers["X-Request-Id"]}}
+
+
+async def test_wrong_method_is_405_with_allow(client):
+    response = await client.put("/api/users")
+    assert response.status == 405
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "POST"}
+    assert (await response.json())["error"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+async def test_unexpected_exception_is_a_bare_500_with_a_logged_traceback(aiohttp_client, config, db, caplog):
+    async def boom(request):
+        raise RuntimeError("secret internal detail from SELECT * FROM users")
+
+    app = create_app(config)
+    app.router.add_get("/boom", boom)
+    client = await aiohttp_client(app)
+    with caplog.at_level(logging.ERROR, logger="server.errors"):
+        response = await client.get("/boom", headers={"X-Request-Id": "trace-me"})
+    assert response.status == 500
+    assert await response.json() == {"error": {"code": "INTERNAL_ERROR", "message": "An unexpected error occurred",
+                                               "requestId": "trace-me"}}
+    [record] = [r for r in caplog.records if r.name == "server.errors"]
+    assert record.exc_info and "secret internal detail" in str(record.exc_info[1])
+    assert record.request_id == "trace-me"
+
+
+async def test_healthz_and_readyz(client):
+    assert await (await client.get("/healthz")).json() == {"status": "ok"}
+    response = await client.get("/readyz")
+    assert response.status == 200
+    assert await response.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+
+
+async def test_readyz_is_503_when_redis_does_not_answer(aiohttp_client, make_config, db):
+    from server.embedded import free_port
+
+    client = await aiohttp_client(create_app(make_config(redis_url=f"redis://127.0.0.1:{free_port()}/0")))
+    response = await client.get("/readyz")
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "1"
+    error = (await response.json())["error"]
+    assert error["code"] == "SERVICE_UNAVAILABLE" and error["details"] == [{"field": "redis", "message": "unavailable"}]
+
+
+@pytest.mark.parametrize("exc", [asyncpg.CannotConnectNowError("starting"), ConnectionRefusedError(),
+                                 asyncpg.ConnectionDoesNotExistError("gone"), TimeoutError()])
+def test_database_outages_map_to_503_with_retry_after(exc):
+    error = from_exception(exc)
+    assert isinstance(error, ServiceUnavailable) and error.headers == {"Retry-After": "1"}
+
+
+def test_aiohttp_errors_map_to_contract_codes():
+    assert from_exception(web.HTTPRequestEntityTooLarge(1, 2)).code == "PAYLOAD_TOO_LARGE"
+    assert from_exception(web.HTTPNotFound()).code == "NOT_FOUND"
+    assert from_exception(web.HTTPUnsupportedMediaType()).code == "UNSUPPORTED_MEDIA_TYPE"
+    assert from_exception(ValueError("x")).code == "INTERNAL_ERROR"
