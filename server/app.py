@@ -8,14 +8,15 @@ from .config import Config
 from .db import CONFIG, pg_ctx
 from .errors import envelope_middleware
 from .passwords import passwords_ctx
+from .ratelimit import ratelimit_ctx, ratelimit_middleware
 from .redisdb import redis_ctx
 from .routes import setup_routes
 
 
 def create_app(config: Config) -> web.Application:
     """The application for `config`, whose database_url and redis_url must be set. Does no I/O."""
-    app = web.Application(middlewares=[envelope_middleware], client_max_size=config.body_limit)
+    app = web.Application(middlewares=[envelope_middleware, ratelimit_middleware], client_max_size=config.body_limit)
     app[CONFIG] = config
-    app.cleanup_ctx.extend([pg_ctx, redis_ctx, passwords_ctx])
+    app.cleanup_ctx.extend([pg_ctx, redis_ctx, ratelimit_ctx, passwords_ctx])
     setup_routes(app)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -57,6 +58,27 @@ class Config:
     hash_queue: int = dataclasses.field(
         default=32, metadata={"env": "HASH_QUEUE", "doc": "password hashes waiting at most before sign-up and login answer 503"})
     var_dir: str = dataclasses.field(default="var", metadata={"env": "VAR_DIR", "doc": "folder of embedded servers, keys and mail files"})
+    # Rate limiting and Redis degradation (issue 5). A policy is `N/W`: N requests per window W
+    # (`900s`, `15m`, `1h`, `1d`, or a bare unit like `m`). The Redis timeout bounds how long any request
+    # waits on Redis (pool wait, connect, command together); after that many consecutive failures the
+    # breaker stops asking Redis until a probe succeeds. The fallback keeps the per-process budgets while
+    # Redis is away: one small entry per client, the least recently seen dropped past the size.
+    rate_limit: str = dataclasses.field(
+        default="100/15m", metadata={"env": "RATE_LIMIT", "doc": "default policy per client IP on every `/api/` request, `N/W`"})
+    rate_limit_login: str = dataclasses.field(
+        default="10/15m", metadata={"env": "RATE_LIMIT_LOGIN", "doc": "`POST /api/auth/login` policy, per client IP and per email"})
+    rate_limit_enabled: bool = dataclasses.field(
+        default=True, metadata={"env": "RATE_LIMIT_ENABLED", "doc": "`false` turns the limiter and its header fields off"})
+    trusted_proxies: str = dataclasses.field(
+        default="", metadata={"env": "TRUSTED_PROXIES", "doc": "comma-separated addresses or networks whose `X-Forwarded-For` is believed"})
+    rate_limit_fallback_size: int = dataclasses.field(
+        default=50_000, metadata={"env": "RATE_LIMIT_FALLBACK_SIZE", "doc": "clients tracked per process while Redis is unreachable"})
+    redis_timeout: float = dataclasses.field(
+        default=0.25, metadata={"env": "REDIS_TIMEOUT", "doc": "seconds a request waits on Redis at most"})
+    redis_breaker_failures: int = dataclasses.field(
+        default=3, metadata={"env": "REDIS_BREAKER_FAILURES", "doc": "consecutive Redis failures that open the circuit breaker"})
+    redis_breaker_reset: float = dataclasses.field(
+        default=2.0, metadata={"env": "REDIS_BREAKER_RESET", "doc": "seconds the breaker stays open before one probe tries Redis again"})
 
     @property
     def embedded(self) -> bool:
@@ -111,6 +133,21 @@ class Config:
         for name in ("workers", "body_limit", "redis_pool_max", "hash_threads", "hash_queue"):
             if getattr(self, name) < 1:
                 problems.append(f"{name.upper()} must be positive")
+        for name in ("rate_limit", "rate_limit_login"):
+            try:
+                parse_rate(getattr(self, name))
+            except ValueError as exc:
+                problems.append(f"{name.upper()}: {exc}")
+        try:
+            parse_networks(self.trusted_proxies)
+        except ValueError as exc:
+            problems.append(f"TRUSTED_PROXIES: {exc}")
+        for name in ("rate_limit_fallback_size", "redis_breaker_failures"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name.upper()} must be positive")
+        for name in ("redis_timeout", "redis_breaker_reset"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name.upper()} must be a positive number of seconds")
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -128,3 +165,25 @@ def _parse(f: dataclasses.Field, raw: str):
             return False
         raise ValueError("expected true or false")
     return raw
+
+
+_RATE = re.compile(r"^([0-9]+)/([0-9]*)([smhd]?)$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "": 1}
+
+
+def parse_rate(text: str) -> tuple[int, int]:
+    """`N/W` as (N requests, W seconds): `100/15m`, `10/900s`, `5/1h`, `60/m` (one minute), `3/30`."""
+    match = _RATE.match(text.replace(" ", ""))
+    if not match or (not match.group(2) and not match.group(3)):
+        raise ValueError(f"{text!r} is not N/W, e.g. 100/15m")
+    count, window = int(match.group(1)), int(match.group(2) or 1) * _UNIT[match.group(3)]
+    # The limiter counts in whole microseconds: at most one request per microsecond, and windows short
+    # enough (under 116 days) that its arithmetic stays exact in a double inside Redis's Lua.
+    if not 1 <= count <= window * 1_000_000 or not 1 <= window <= 10_000_000:
+        raise ValueError(f"{text!r} needs 1 to W×10^6 requests per 1 s to 10^7 s")
+    return count, window
+
+
+def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated addresses or CIDR networks (`10.0.0.1, 10.1.0.0/16, ::1`)."""
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())
