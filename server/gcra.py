@@ -23,7 +23,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 # Redis's clock (TIME), not each API process's, so that instances with skewed clocks share one timeline.
-# TAT is written with %.0f: Redis's default number formatting (%.14g) would drop microseconds.
+# Numbers are written as plain integers (%.0f), never left to the server's float formatting: PX accepts
+# nothing else.
 LUA = """
 local now = tonumber(ARGV[1])
 if not now then
