@@ -18,6 +18,7 @@ from .clientip import ClientIp
 from .config import Config, parse_networks, parse_rate
 from .db import CONFIG
 from .errors import RESPONSE_HEADERS, RateLimited
+from .redisbatch import ScriptBatcher
 from .redisdb import REDIS, REDIS_BREAKER
 
 LOGIN_PATH = "/api/auth/login"
@@ -65,7 +66,8 @@ class Limiter:
         self.login = Policy.parse("login", config.rate_limit_login)
         self.client_ip = ClientIp(parse_networks(config.trusted_proxies))
         self.breaker = breaker
-        self.script = client.register_script(gcra.LUA)  # hashes locally; EVALSHA loads it on NOSCRIPT
+        self.script = client.register_script(gcra.LUA)  # hashes locally; loaded on the first NOSCRIPT
+        self.batcher = ScriptBatcher(client, breaker)
         self.local = gcra.LocalGcra(config.rate_limit_fallback_size)
         # Counters for the metrics endpoint.
         self.fallbacks = 0  # decisions taken in-process because Redis was unavailable
@@ -80,7 +82,7 @@ class Limiter:
     async def charge(self, keys: list[str], args: tuple) -> list[int]:
         """One atomic decision over `keys` in Redis, or in this process when Redis is unavailable."""
         try:
-            return await self.breaker.call(self.script, keys, args)
+            return await self.batcher.run(self.script, keys, args)
         except RedisUnavailable:
             self.fallbacks += 1
             return self.local(keys, args)

@@ -100,8 +100,8 @@ async def test_a_frozen_redis_costs_each_request_at_most_the_timeout(aiohttp_cli
         # Requests in flight together when Redis freezes, then more once the breaker has opened.
         burst = await asyncio.gather(*(timed_get(client) for _ in range(10)))
         assert all(r.status == 200 and took < SLOW for r, took in burst), [took for _, took in burst]
-        assert limiter.breaker.state == "open"
         assert await statuses([client], 10) == [200] * 10
+        assert limiter.breaker.state == "open"
     finally:
         os.kill(frozen.proc.pid, signal.SIGCONT)
     began = time.monotonic()
@@ -113,6 +113,28 @@ async def test_a_frozen_redis_costs_each_request_at_most_the_timeout(aiohttp_cli
         assert time.monotonic() - began < 3, "the limiter did not return to Redis within 3 s"
         await asyncio.sleep(0.05)
     assert limiter.breaker.state == "closed"
+
+
+async def test_scripts_flushed_by_redis_are_loaded_again(aiohttp_client, make_config, db, base_config):
+    client = await aiohttp_client(create_app(make_config(rate_limit=f"{N}/1h")))
+    assert (await client.get("/api/users")).headers["RateLimit"] == f'"default";r={N - 1};t=720'
+    r = redis.Redis.from_url(base_config.redis_url)
+    await r.script_flush()
+    await r.aclose()
+    assert (await client.get("/api/users")).headers["RateLimit"] == f'"default";r={N - 2};t=1440'
+    assert client.app[LIMITER].fallbacks == 0
+
+
+async def test_redis_refusing_writes_degrades_like_an_outage(aiohttp_client, make_config, db, servers):
+    full = servers()
+    client = await aiohttp_client(create_app(make_config(redis_url=full.url, rate_limit=f"{N}/1h")))
+    r = redis.Redis.from_url(full.url)
+    await r.config_set("maxmemory", 1)  # every write is refused with OOM from now on
+    try:
+        assert await statuses([client], N + 1) == [200] * N + [429]
+        assert client.app[LIMITER].fallbacks >= 1
+    finally:
+        await r.aclose()
 
 
 # --- the breaker on its own, with a clock of the test's ----------------------------------------------
