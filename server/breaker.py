@@ -54,11 +54,16 @@ class Breaker:
             return "closed"
         return "half-open" if self._probing else "open"
 
+    @property
+    def blocked(self) -> bool:
+        """Whether a call now would be refused without trying Redis (open, and no probe due)."""
+        return self._opened_at is not None and (self._probing or self._clock() - self._opened_at < self.reset)
+
     async def call(self, fn: Callable[..., Awaitable[T]], *args, **kwargs) -> T:
         """`await fn(*args, **kwargs)` within the timeout; RedisUnavailable when it fails or may not run."""
         probe = False
         if self._opened_at is not None:
-            if self._probing or self._clock() - self._opened_at < self.reset:
+            if self.blocked:
                 self.rejected_total += 1
                 raise RedisUnavailable(f"{self.name}: circuit open")
             self._probing = probe = True

@@ -30,6 +30,9 @@ class ScriptBatcher:
 
     def run(self, script: AsyncScript, keys: Sequence, args: Sequence) -> asyncio.Future:
         """The script's result, or RedisUnavailable; sent with every other call of this loop turn."""
+        if self.breaker.blocked:  # decided now: no future, no batch, no task
+            self.breaker.rejected_total += 1
+            raise RedisUnavailable(f"{self.breaker.name}: circuit open")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         if not self._pending:
