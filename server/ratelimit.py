@@ -1,5 +1,9 @@
-"""Rate limiting on /api/: policies from configuration, one atomic GCRA script per decision in Redis,
-a per-process fallback while Redis is away, and the RateLimit header fields on every answer."""
+"""Rate limiting on /api/: the policies, the limiter, its middleware and the RateLimit header fields.
+
+Each decision is one atomic GCRA script in Redis (gcra.py), pipelined with the other decisions of the same
+loop turn (redisbatch.py) behind the Redis breaker; while Redis is unavailable, the script's in-process
+twin decides, per process.
+"""
 
 from __future__ import annotations
 

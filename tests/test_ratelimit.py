@@ -307,6 +307,18 @@ async def test_a_login_refused_by_one_policy_charges_none(login_client):
     assert fields(await login(login_client, "bob@example.com", ip="203.0.113.50"))[1]["default"]["r"] == N - 1
 
 
+async def test_the_real_app_limits_login(aiohttp_client, make_config, db):
+    """Whatever the auth handler answers (401 for an unknown email; 404 before it exists), the login
+    policy counts it and shows on it."""
+    client = await aiohttp_client(create_app(make_config(rate_limit=f"{N}/1h", rate_limit_login="3/1h")))
+    answers = [await client.post(LOGIN_PATH, json={"email": "ann@example.com", "password": "wrong password"})
+               for _ in range(4)]
+    assert [a.status == 429 for a in answers] == [False, False, False, True]
+    assert [fields(a)[1]["login"]["r"] for a in answers] == [2, 1, 0, 0]
+    state = fields(await client.get("/api/users"))[1]["default"]
+    assert state["r"] == N - 4 and 1435 <= state["t"] <= 1440  # the refused login charged nothing
+
+
 @pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"email": 5}', b'{"password": "x"}', b""])
 async def test_unreadable_login_bodies_count_per_address_only(login_client, body):
     statuses = []
