@@ -15,7 +15,8 @@ from .routes import setup_routes
 
 def create_app(config: Config) -> web.Application:
     """The application for `config`, whose database_url and redis_url must be set. Does no I/O."""
-    app = web.Application(middlewares=[envelope_middleware, auth_middleware], client_max_size=config.body_limit)
+    middlewares = [envelope_middleware(config.max_in_flight, config.request_timeout), auth_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=config.body_limit)
     app[CONFIG] = config
     app.cleanup_ctx.extend([keys_ctx, pg_ctx, redis_ctx, passwords_ctx])
     setup_routes(app)

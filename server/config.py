@@ -69,6 +69,15 @@ class Config:
         default=None, metadata={"env": "JWT_PUBLIC_KEYS_FILE", "doc": "file of PEM public keys that still verify (retired signing keys)"})
     access_token_ttl: int = dataclasses.field(default=900, metadata={"env": "ACCESS_TOKEN_TTL", "doc": "access token lifetime in seconds"})
     refresh_token_ttl: int = dataclasses.field(default=7 * 24 * 3600, metadata={"env": "REFRESH_TOKEN_TTL", "doc": "refresh token lifetime in seconds"})
+    # Overload protection: past these bounds a request is answered 503 at once instead of queueing.
+    max_in_flight: int = dataclasses.field(
+        default=512, metadata={"env": "MAX_IN_FLIGHT", "doc": "requests handled at once per process; more get an immediate 503"})
+    request_timeout: float = dataclasses.field(
+        default=10.0, metadata={"env": "REQUEST_TIMEOUT", "doc": "seconds a request may take before it is answered 503"})
+    pg_acquire_timeout: float = dataclasses.field(
+        default=2.0, metadata={"env": "PG_ACQUIRE_TIMEOUT", "doc": "seconds a request waits for a PostgreSQL connection before a 503"})
+    pg_statement_timeout: float = dataclasses.field(
+        default=5.0, metadata={"env": "PG_STATEMENT_TIMEOUT", "doc": "seconds PostgreSQL lets one statement run (statement_timeout)"})
 
     @property
     def embedded(self) -> bool:
@@ -121,8 +130,11 @@ class Config:
         if not 0 < self.pg_pool_min <= self.pg_pool_max:
             problems.append("PG_POOL_MIN must be positive and at most PG_POOL_MAX")
         for name in ("workers", "body_limit", "redis_pool_max", "hash_threads", "hash_queue", "access_token_ttl",
-                     "refresh_token_ttl"):
+                     "refresh_token_ttl", "max_in_flight"):
             if getattr(self, name) < 1:
+                problems.append(f"{name.upper()} must be positive")
+        for name in ("request_timeout", "pg_acquire_timeout", "pg_statement_timeout", "pg_command_timeout"):
+            if getattr(self, name) <= 0:
                 problems.append(f"{name.upper()} must be positive")
         if problems:
             raise ConfigError("; ".join(problems))
