@@ -1,4 +1,4 @@
-"""Command line: serve | migrate (later: worker, seed, create-admin)."""
+"""Command line: serve | migrate | create-admin."""
 
 from __future__ import annotations
 
@@ -36,11 +36,24 @@ def _migrate(config: Config, args: argparse.Namespace) -> None:
         print("\n".join(applied) if applied else "nothing to migrate")
 
 
+def _create_admin(config: Config, args: argparse.Namespace) -> None:
+    from .admin_cli import create_admin, read_password
+
+    password = read_password()
+    with services(config) as config:
+        uvloop.run(migrate(config.database_url))
+        user_id = uvloop.run(create_admin(config.database_url, args.email, args.username, password))
+    print(f"admin {args.username} created with id {user_id}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m server", description="The blog API service.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the HTTP API (embedded PostgreSQL/Redis when their URLs are unset)")
     commands.add_parser("migrate", help="apply the SQL migrations that are missing")
+    admin = commands.add_parser("create-admin", help="create an admin (password from a prompt or ADMIN_PASSWORD)")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--username", required=True)
     args = parser.parse_args(argv)
     try:
         config = Config.from_env()
@@ -51,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     # Until the server's own handlers take over, SIGTERM unwinds like Ctrl-C so embedded servers stop.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
-        {"serve": _serve, "migrate": _migrate}[args.command](config, args)
-    except (EmbeddedError, MigrationError) as exc:
+        {"serve": _serve, "migrate": _migrate, "create-admin": _create_admin}[args.command](config, args)
+    except (EmbeddedError, MigrationError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ from aiohttp import web
 from .config import Config
 from .db import CONFIG, pg_ctx
 from .errors import envelope_middleware
+from .guards import auth_middleware, keys_ctx
 from .passwords import passwords_ctx
 from .ratelimit import ratelimit_ctx, ratelimit_middleware
 from .redisdb import redis_ctx
@@ -15,8 +16,10 @@ from .routes import setup_routes
 
 def create_app(config: Config) -> web.Application:
     """The application for `config`, whose database_url and redis_url must be set. Does no I/O."""
-    app = web.Application(middlewares=[envelope_middleware, ratelimit_middleware], client_max_size=config.body_limit)
+    middlewares = [envelope_middleware(config.max_in_flight, config.request_timeout), ratelimit_middleware,
+                   auth_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=config.body_limit)
     app[CONFIG] = config
-    app.cleanup_ctx.extend([pg_ctx, redis_ctx, ratelimit_ctx, passwords_ctx])
+    app.cleanup_ctx.extend([keys_ctx, pg_ctx, redis_ctx, ratelimit_ctx, passwords_ctx])
     setup_routes(app)
     return app

@@ -58,6 +58,27 @@ class Config:
     hash_queue: int = dataclasses.field(
         default=32, metadata={"env": "HASH_QUEUE", "doc": "password hashes waiting at most before sign-up and login answer 503"})
     var_dir: str = dataclasses.field(default="var", metadata={"env": "VAR_DIR", "doc": "folder of embedded servers, keys and mail files"})
+    # Tokens and sessions.
+    jwt_issuer: str = dataclasses.field(default="blog-api", metadata={"env": "JWT_ISSUER", "doc": "`iss` of access tokens, checked on every verification"})
+    jwt_audience: str = dataclasses.field(default="blog-api", metadata={"env": "JWT_AUDIENCE", "doc": "`aud` of access tokens, checked on every verification"})
+    jwt_private_key: str | None = dataclasses.field(
+        default=None, repr=False,
+        metadata={"env": "JWT_PRIVATE_KEY", "doc": "PEM RSA private key(s); the last one signs, all verify"})
+    jwt_private_key_file: str | None = dataclasses.field(
+        default=None, metadata={"env": "JWT_PRIVATE_KEY_FILE", "doc": "file of PEM RSA private key(s), as JWT_PRIVATE_KEY"})
+    jwt_public_keys_file: str | None = dataclasses.field(
+        default=None, metadata={"env": "JWT_PUBLIC_KEYS_FILE", "doc": "file of PEM public keys that still verify (retired signing keys)"})
+    access_token_ttl: int = dataclasses.field(default=900, metadata={"env": "ACCESS_TOKEN_TTL", "doc": "access token lifetime in seconds"})
+    refresh_token_ttl: int = dataclasses.field(default=7 * 24 * 3600, metadata={"env": "REFRESH_TOKEN_TTL", "doc": "refresh token lifetime in seconds"})
+    # Overload protection: past these bounds a request is answered 503 at once instead of queueing.
+    max_in_flight: int = dataclasses.field(
+        default=512, metadata={"env": "MAX_IN_FLIGHT", "doc": "requests handled at once per process; more get an immediate 503"})
+    request_timeout: float = dataclasses.field(
+        default=10.0, metadata={"env": "REQUEST_TIMEOUT", "doc": "seconds a request may take before it is answered 503"})
+    pg_acquire_timeout: float = dataclasses.field(
+        default=2.0, metadata={"env": "PG_ACQUIRE_TIMEOUT", "doc": "seconds a request waits for a PostgreSQL connection before a 503"})
+    pg_statement_timeout: float = dataclasses.field(
+        default=5.0, metadata={"env": "PG_STATEMENT_TIMEOUT", "doc": "seconds PostgreSQL lets one statement run (statement_timeout)"})
     # Rate limiting and Redis degradation (issue 5). A policy is `N/W`: N requests per window W
     # (`900s`, `15m`, `1h`, `1d`, or a bare unit like `m`). The Redis timeout bounds how long any request
     # waits on Redis (pool wait, connect, command together); after that many consecutive failures the
@@ -130,8 +151,12 @@ class Config:
             problems.append("PORT must be 1-65535")
         if not 0 < self.pg_pool_min <= self.pg_pool_max:
             problems.append("PG_POOL_MIN must be positive and at most PG_POOL_MAX")
-        for name in ("workers", "body_limit", "redis_pool_max", "hash_threads", "hash_queue"):
+        for name in ("workers", "body_limit", "redis_pool_max", "hash_threads", "hash_queue", "access_token_ttl",
+                     "refresh_token_ttl", "max_in_flight"):
             if getattr(self, name) < 1:
+                problems.append(f"{name.upper()} must be positive")
+        for name in ("request_timeout", "pg_acquire_timeout", "pg_statement_timeout", "pg_command_timeout"):
+            if getattr(self, name) <= 0:
                 problems.append(f"{name.upper()} must be positive")
         for name in ("rate_limit", "rate_limit_login"):
             try:

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .guards import ADMIN, ANYONE, OWNER, ROUTE_GUARDS, USER  # noqa: F401 - the table below uses them
-from .handlers import health, users
+from .guards import ADMIN, ANYONE, OWNER, ROUTE_GUARDS, USER
+from .handlers import admin, auth, health, users
 
 ID = r"{id:[1-9][0-9]{0,18}}"  # positive integers only; anything else matches no route (404)
 
 ROUTES = [
-    # method  path                         handler                 guard
-    ("GET",   "/healthz",                  health.get_healthz,     ANYONE),
-    ("GET",   "/readyz",                   health.get_readyz,      ANYONE),
-    ("POST",  "/api/users",                users.create_user,      ANYONE),
-    ("GET",   "/api/users",                users.list_users,       ANYONE),
-    ("GET",   f"/api/users/{ID}",          users.get_user,         ANYONE),
+    # method   path                          handler              guard
+    ("GET",    "/healthz",                   health.get_healthz,  ANYONE),
+    ("GET",    "/readyz",                    health.get_readyz,   ANYONE),
+    ("GET",    "/.well-known/jwks.json",     auth.get_jwks,       ANYONE),
+    ("POST",   "/api/auth/login",            auth.login,          ANYONE),
+    ("POST",   "/api/auth/refresh",          auth.refresh,        ANYONE),
+    ("POST",   "/api/auth/logout",           auth.logout,         ANYONE),
+    ("POST",   "/api/users",                 users.create_user,   ANYONE),
+    ("GET",    "/api/users",                 users.list_users,    USER),
+    ("GET",    "/api/users/me",              users.get_me,        USER),
+    ("GET",    f"/api/users/{ID}",           users.get_user,      ANYONE),
+    ("PATCH",  f"/api/users/{ID}",           users.patch_user,    OWNER),
+    ("DELETE", f"/api/users/{ID}",           users.delete_user,   OWNER),
+    ("GET",    "/api/admin/users",           admin.list_users,    ADMIN),
+    ("PATCH",  f"/api/admin/users/{ID}",     admin.patch_user,    ADMIN),
 ]
 
 

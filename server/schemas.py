@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 import email_validator
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -80,6 +80,29 @@ class SignUp(Body):
     bio: Bio = ""
 
 
+class Login(Body):
+    email: text(1, 254)
+    password: text(1, 128)
+
+
+class RefreshToken(Body):
+    refresh_token: str
+
+
+class UserPatch(Body):
+    """Absent fields stay as they are; null is not a value for any of them."""
+
+    display_name: DisplayName = None
+    bio: Bio = None
+    current_password: text(1, 128) = None
+    password: Password = None
+
+
+class AdminUserPatch(Body):
+    role: Literal["user", "admin"] = None
+    disabled: bool = None
+
+
 # What pydantic's error types mean to an API client.
 _MESSAGES = {
     "missing": "is required",
@@ -105,6 +128,8 @@ def error_details(errors: list[dict]) -> list[dict]:
             message = "must not be empty" if ctx.get("min_length") == 1 else f"must be at least {ctx['min_length']} characters"
         elif kind == "string_too_long":
             message = f"must be at most {ctx['max_length']} characters"
+        elif kind == "literal_error":
+            message = f"must be one of {ctx['expected']}"
         elif kind == "too_long":
             message = f"must have at most {ctx['max_length']} items"
         elif kind == "too_short":

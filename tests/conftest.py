@@ -90,3 +90,50 @@ async def sign_up(client, username="alice", email=None, password="correct horse"
     return (await response.json())["data"]
 
 
+
+
+@dataclasses.dataclass
+class Actor:
+    """A signed-in user of the tests: their user record, tokens and ready-made headers."""
+
+    user: dict
+    access: str
+    refresh: str
+    password: str
+
+    @property
+    def id(self) -> int:
+        return self.user["id"]
+
+    @property
+    def headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.access}"}
+
+
+async def log_in(client, email: str, password: str) -> dict:
+    response = await client.post("/api/auth/login", json={"email": email, "password": password})
+    assert response.status == 200, await response.text()
+    return (await response.json())["data"]
+
+
+async def actor(client, db, username: str, role: str = "user", password: str = "correct horse") -> Actor:
+    user = await sign_up(client, username, password=password)
+    if role != "user":
+        await db.execute("UPDATE users SET role = $2 WHERE id = $1", user["id"], role)
+    tokens = await log_in(client, user["email"], password)
+    return Actor(tokens["user"], tokens["accessToken"], tokens["refreshToken"], password)
+
+
+@pytest.fixture
+async def alice(client, db) -> Actor:
+    return await actor(client, db, "alice")
+
+
+@pytest.fixture
+async def bob(client, db) -> Actor:
+    return await actor(client, db, "bob")
+
+
+@pytest.fixture
+async def admin(client, db) -> Actor:
+    return await actor(client, db, "root_admin", role="admin")

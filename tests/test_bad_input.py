@@ -104,16 +104,17 @@ CASES = [
 
 @pytest.mark.parametrize(("method", "path", "raw", "headers", "status", "code", "fields"),
                          [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-async def test_bad_input_gets_the_contract_answer_and_changes_nothing(client, db, method, path, raw, headers, status,
-                                                                      code, fields):
+async def test_bad_input_gets_the_contract_answer_and_changes_nothing(client, db, alice, method, path, raw, headers,
+                                                                      status, code, fields):
     existing = await sign_up(client, "existing")
+    headers = {**headers, **alice.headers}
     before = await db.fetch("SELECT * FROM users ORDER BY id")
     if raw is not None and len(raw) > 1024 * 1024:
         raw = io.BytesIO(raw)  # aiohttp warns about sending a large bytes body in one piece
     kwargs = {"data": raw, "headers": headers} if raw is not None else {"headers": headers}
     if headers.get("Content-Type") == "":
         kwargs["skip_auto_headers"] = ["Content-Type"]
-        kwargs["headers"] = {}
+        kwargs["headers"] = alice.headers
     response = await client.request(method, path, **kwargs)
     assert response.status == status, await response.text()
     if status == 201:  # the control case: a gzip-encoded body is decoded like any other
@@ -133,6 +134,6 @@ async def test_bad_input_gets_the_contract_answer_and_changes_nothing(client, db
     assert (await client.get(f"/api/users/{existing['id']}")).status == 200
 
 
-async def test_page_too_deep_message_names_cursor(client, db):
-    error = (await (await client.get("/api/users?page=101&limit=100")).json())["error"]
+async def test_page_too_deep_message_names_cursor(client, alice):
+    error = (await (await client.get("/api/users?page=101&limit=100", headers=alice.headers)).json())["error"]
     assert "cursor" in error["details"][0]["message"]

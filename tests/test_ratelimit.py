@@ -23,9 +23,25 @@ from server.redisdb import redis_ctx
 N = 10  # the default policy in these tests: 10 per hour, so one request comes back every 360 s
 
 
+async def ping(request: web.Request) -> web.Response:
+    return web.json_response({"data": "pong"})
+
+
+def limited_app(config: Config) -> web.Application:
+    """The real app, plus an anonymous /api/ route that answers 200 without touching the database."""
+    app = create_app(config)
+    app.router.add_get("/api/ping", ping)
+    return app
+
+
 @pytest.fixture
 def config(make_config) -> Config:
     return make_config(rate_limit=f"{N}/1h", rate_limit_login="3/1h")
+
+
+@pytest.fixture
+async def client(aiohttp_client, config, db):
+    return await aiohttp_client(limited_app(config))
 
 
 def fields(response) -> tuple[dict, dict]:
@@ -105,7 +121,7 @@ def test_fallback_memory_is_bounded():
 
 async def test_one_key_per_client_per_policy_with_a_ttl(client, db, base_config):
     for _ in range(3):
-        await client.get("/api/users")
+        await client.get("/api/ping")
     r = redis.Redis.from_url(base_config.redis_url)
     keys = await r.keys("rl:*")
     assert keys == [b"rl:default:127.0.0.1"]
@@ -116,11 +132,11 @@ async def test_one_key_per_client_per_policy_with_a_ttl(client, db, base_config)
 # --- shared budgets and concurrency -------------------------------------------------------------------
 
 async def test_two_instances_share_one_budget(aiohttp_client, config, db):
-    a = await aiohttp_client(create_app(config))
-    b = await aiohttp_client(create_app(config))
+    a = await aiohttp_client(limited_app(config))
+    b = await aiohttp_client(limited_app(config))
     seen = []
     for i in range(N + 2):
-        response = await (a if i % 2 else b).get("/api/users")
+        response = await (a if i % 2 else b).get("/api/ping")
         seen.append((response.status, fields(response)[1]["default"]["r"]))
     assert seen == [(200, N - 1 - i) for i in range(N)] + [(429, 0), (429, 0)]
 
@@ -128,9 +144,9 @@ async def test_two_instances_share_one_budget(aiohttp_client, config, db):
 async def test_3n_concurrent_requests_in_a_fresh_window_admit_exactly_n(aiohttp_client, config, db):
     """All 3N arrive within one emission interval (360 s), so the guarantee admits exactly N, and each
     admitted request sees a different remaining count: the decisions did not race."""
-    a = await aiohttp_client(create_app(config))
-    b = await aiohttp_client(create_app(config))
-    responses = await asyncio.gather(*((a if i % 2 else b).get("/api/users") for i in range(3 * N)))
+    a = await aiohttp_client(limited_app(config))
+    b = await aiohttp_client(limited_app(config))
+    responses = await asyncio.gather(*((a if i % 2 else b).get("/api/ping") for i in range(3 * N)))
     admitted = [r for r in responses if r.status == 200]
     refused = [r for r in responses if r.status == 429]
     assert (len(admitted), len(refused)) == (N, 2 * N)
@@ -139,29 +155,29 @@ async def test_3n_concurrent_requests_in_a_fresh_window_admit_exactly_n(aiohttp_
 
 
 async def test_a_request_comes_back_after_one_emission_interval(aiohttp_client, make_config, db):
-    client = await aiohttp_client(create_app(make_config(rate_limit="2/1s")))  # T = 0.5 s
-    assert [(await client.get("/api/users")).status for _ in range(3)] == [200, 200, 429]
+    client = await aiohttp_client(limited_app(make_config(rate_limit="2/1s")))  # T = 0.5 s
+    assert [(await client.get("/api/ping")).status for _ in range(3)] == [200, 200, 429]
     await asyncio.sleep(0.55)
-    assert [(await client.get("/api/users")).status for _ in range(2)] == [200, 429]
+    assert [(await client.get("/api/ping")).status for _ in range(2)] == [200, 429]
 
 
 # --- header fields and the 429 --------------------------------------------------------------------------
 
 async def test_header_fields_count_the_current_request(client):
-    response = await client.get("/api/users")
+    response = await client.get("/api/ping")
     policy, state = fields(response)
     assert response.headers["RateLimit-Policy"] == f'"default";q={N};w=3600'
     assert policy == {"default": {"q": N, "w": 3600}}
     assert state == {"default": {"r": N - 1, "t": 360}}  # t: until the whole quota is back
     assert response.headers["RateLimit"] == f'"default";r={N - 1};t=360'
-    response = await client.get("/api/users")
+    response = await client.get("/api/ping")
     assert fields(response)[1] == {"default": {"r": N - 2, "t": 720}}
 
 
 async def test_429_is_the_envelope_with_retry_after_and_the_fields(client):
     for _ in range(N):
-        assert (await client.get("/api/users")).status == 200
-    response = await client.get("/api/users", headers={"X-Request-Id": "limited-1"})
+        assert (await client.get("/api/ping")).status == 200
+    response = await client.get("/api/ping", headers={"X-Request-Id": "limited-1"})
     assert response.status == 429
     assert await response.json() == {"error": {"code": "RATE_LIMIT_EXCEEDED", "message": "Too many requests",
                                                "requestId": "limited-1"}}
@@ -169,7 +185,7 @@ async def test_429_is_the_envelope_with_retry_after_and_the_fields(client):
     assert fields(response)[1]["default"]["r"] == 0
     assert 3595 <= fields(response)[1]["default"]["t"] <= 3600
     # A refused request charges nothing: the wait does not grow with retries.
-    again = await client.get("/api/users")
+    again = await client.get("/api/ping")
     assert int(again.headers["Retry-After"]) <= int(response.headers["Retry-After"])
 
 
@@ -178,7 +194,7 @@ async def _boom(request):
 
 
 @pytest.mark.parametrize("method, path, kwargs, status", [
-    ("GET", "/api/users", {}, 200),
+    ("GET", "/api/ping", {}, 200),
     ("GET", "/api/users/999", {}, 404),          # no such user
     ("GET", "/api/nowhere", {}, 404),            # no such route, still under /api/
     ("PUT", "/api/users", {}, 405),
@@ -188,7 +204,7 @@ async def _boom(request):
 ])
 async def test_every_api_answer_carries_the_fields_and_counts(aiohttp_client, make_config, db, method, path,
                                                               kwargs, status):
-    app = create_app(make_config(rate_limit=f"{N}/1h", body_limit=1024))
+    app = limited_app(make_config(rate_limit=f"{N}/1h", body_limit=1024))
     app.router.add_get("/api/boom", _boom)
     client = await aiohttp_client(app)
     for i in range(2):
@@ -203,29 +219,29 @@ async def test_other_paths_are_not_counted_and_carry_no_fields(client, path):
         response = await client.get(path)
         assert response.status != 429
         assert "RateLimit" not in response.headers and "RateLimit-Policy" not in response.headers
-    assert fields(await client.get("/api/users"))[1]["default"]["r"] == N - 1
+    assert fields(await client.get("/api/ping"))[1]["default"]["r"] == N - 1
 
 
 # --- client addresses ---------------------------------------------------------------------------------
 
 async def test_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing(aiohttp_client, make_config, db):
-    client = await aiohttp_client(create_app(make_config(rate_limit=f"{N}/1h", trusted_proxies="10.0.0.0/8")))
+    client = await aiohttp_client(limited_app(make_config(rate_limit=f"{N}/1h", trusted_proxies="10.0.0.0/8")))
     for i in range(N):
         spoof = {"X-Forwarded-For": f"198.51.100.{i}"} if i % 2 else {}
-        assert fields(await client.get("/api/users", headers=spoof))[1]["default"]["r"] == N - 1 - i
+        assert fields(await client.get("/api/ping", headers=spoof))[1]["default"]["r"] == N - 1 - i
     for spoof in ("203.0.113.9", "10.0.0.1", "1.2.3.4, 10.0.0.2", "garbage", ""):
-        assert (await client.get("/api/users", headers={"X-Forwarded-For": spoof})).status == 429
+        assert (await client.get("/api/ping", headers={"X-Forwarded-For": spoof})).status == 429
 
 
 async def test_forwarded_for_from_a_trusted_proxy_selects_the_client(aiohttp_client, make_config, db, base_config):
-    client = await aiohttp_client(create_app(make_config(rate_limit="2/1h", trusted_proxies="127.0.0.1, 10.0.0.0/8")))
+    client = await aiohttp_client(limited_app(make_config(rate_limit="2/1h", trusted_proxies="127.0.0.1, 10.0.0.0/8")))
     via = lambda chain: {"X-Forwarded-For": chain}  # noqa: E731
-    assert (await client.get("/api/users", headers=via("203.0.113.5"))).status == 200
+    assert (await client.get("/api/ping", headers=via("203.0.113.5"))).status == 200
     # Whatever the client prepends is ignored; trusted hops on the right are skipped.
-    assert (await client.get("/api/users", headers=via("6.6.6.6, 203.0.113.5, 10.1.2.3"))).status == 200
-    assert (await client.get("/api/users", headers=via("7.7.7.7, 203.0.113.5"))).status == 429
-    assert (await client.get("/api/users", headers=via("203.0.113.6"))).status == 200
-    assert (await client.get("/api/users")).status == 200  # the proxy's own requests: its own budget
+    assert (await client.get("/api/ping", headers=via("6.6.6.6, 203.0.113.5, 10.1.2.3"))).status == 200
+    assert (await client.get("/api/ping", headers=via("7.7.7.7, 203.0.113.5"))).status == 429
+    assert (await client.get("/api/ping", headers=via("203.0.113.6"))).status == 200
+    assert (await client.get("/api/ping")).status == 200  # the proxy's own requests: its own budget
     r = redis.Redis.from_url(base_config.redis_url)
     assert sorted(await r.keys("rl:*")) == [b"rl:default:127.0.0.1", b"rl:default:203.0.113.5",
                                             b"rl:default:203.0.113.6"]
@@ -263,7 +279,7 @@ async def login_client(aiohttp_client, make_config, db):
     async def echo(request):
         return web.Response(body=await request.read(), content_type="application/json")
 
-    app = web.Application(middlewares=[envelope_middleware, ratelimit_middleware])
+    app = web.Application(middlewares=[envelope_middleware(100, 10.0), ratelimit_middleware])
     app[CONFIG] = make_config(rate_limit=f"{N}/1h", rate_limit_login="3/1h", trusted_proxies="127.0.0.1")
     app.cleanup_ctx.extend([redis_ctx, ratelimit_ctx])
     app.router.add_post(LOGIN_PATH, echo)
@@ -310,12 +326,12 @@ async def test_a_login_refused_by_one_policy_charges_none(login_client):
 async def test_the_real_app_limits_login(aiohttp_client, make_config, db):
     """Whatever the auth handler answers (401 for an unknown email; 404 before it exists), the login
     policy counts it and shows on it."""
-    client = await aiohttp_client(create_app(make_config(rate_limit=f"{N}/1h", rate_limit_login="3/1h")))
+    client = await aiohttp_client(limited_app(make_config(rate_limit=f"{N}/1h", rate_limit_login="3/1h")))
     answers = [await client.post(LOGIN_PATH, json={"email": "ann@example.com", "password": "wrong password"})
                for _ in range(4)]
     assert [a.status == 429 for a in answers] == [False, False, False, True]
     assert [fields(a)[1]["login"]["r"] for a in answers] == [2, 1, 0, 0]
-    state = fields(await client.get("/api/users"))[1]["default"]
+    state = fields(await client.get("/api/ping"))[1]["default"]
     assert state["r"] == N - 4 and 1435 <= state["t"] <= 1440  # the refused login charged nothing
 
 
@@ -362,9 +378,9 @@ def test_only_an_explicit_false_turns_the_limiter_off(value, enabled):
 
 
 async def test_disabled_limiter_neither_limits_nor_shows_fields(aiohttp_client, make_config, db):
-    client = await aiohttp_client(create_app(make_config(rate_limit="2/1h", rate_limit_enabled=False)))
+    client = await aiohttp_client(limited_app(make_config(rate_limit="2/1h", rate_limit_enabled=False)))
     for _ in range(5):
-        response = await client.get("/api/users")
+        response = await client.get("/api/ping")
         assert response.status == 200
         assert "RateLimit" not in response.headers and "RateLimit-Policy" not in response.headers
     assert client.app[LIMITER].enabled is False

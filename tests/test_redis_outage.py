@@ -12,7 +12,7 @@ import time
 import pytest
 import redis.asyncio as redis
 
-from server.app import create_app
+from tests.test_ratelimit import limited_app
 from server.breaker import Breaker, RedisUnavailable
 from server.embedded import EmbeddedRedis
 from server.ratelimit import LIMITER
@@ -39,7 +39,7 @@ def servers(tmp_path):
             server.stop()
 
 
-async def timed_get(client, path="/api/users"):
+async def timed_get(client, path="/api/ping"):
     began = time.monotonic()
     response = await client.get(path)
     await response.read()
@@ -60,8 +60,8 @@ async def statuses(clients, count):
 async def test_redis_stopped_mid_run_then_restarted(aiohttp_client, make_config, db, servers):
     first = servers()
     config = make_config(redis_url=first.url, rate_limit=f"{N}/1h", redis_timeout=0.25, redis_breaker_reset=0.5)
-    a = await aiohttp_client(create_app(config))
-    b = await aiohttp_client(create_app(config))
+    a = await aiohttp_client(limited_app(config))
+    b = await aiohttp_client(limited_app(config))
     assert await statuses([a, b], N + 1) == [200] * N + [429]  # one shared budget
 
     first.stop()
@@ -92,7 +92,7 @@ async def test_a_frozen_redis_costs_each_request_at_most_the_timeout(aiohttp_cli
     """SIGSTOP: connections stay open and nothing answers, the worst case for a client without deadlines."""
     frozen = servers()
     config = make_config(redis_url=frozen.url, rate_limit="100/1h", redis_timeout=0.25, redis_breaker_reset=0.5)
-    client = await aiohttp_client(create_app(config))
+    client = await aiohttp_client(limited_app(config))
     limiter = client.app[LIMITER]
     assert await statuses([client], 2) == [200, 200]  # pooled connections exist
     os.kill(frozen.proc.pid, signal.SIGSTOP)
@@ -116,18 +116,18 @@ async def test_a_frozen_redis_costs_each_request_at_most_the_timeout(aiohttp_cli
 
 
 async def test_scripts_flushed_by_redis_are_loaded_again(aiohttp_client, make_config, db, base_config):
-    client = await aiohttp_client(create_app(make_config(rate_limit=f"{N}/1h")))
-    assert (await client.get("/api/users")).headers["RateLimit"] == f'"default";r={N - 1};t=720'
+    client = await aiohttp_client(limited_app(make_config(rate_limit=f"{N}/1h")))
+    assert (await client.get("/api/ping")).headers["RateLimit"] == f'"default";r={N - 1};t=720'
     r = redis.Redis.from_url(base_config.redis_url)
     await r.script_flush()
     await r.aclose()
-    assert (await client.get("/api/users")).headers["RateLimit"] == f'"default";r={N - 2};t=1440'
+    assert (await client.get("/api/ping")).headers["RateLimit"] == f'"default";r={N - 2};t=1440'
     assert client.app[LIMITER].fallbacks == 0
 
 
 async def test_redis_refusing_writes_degrades_like_an_outage(aiohttp_client, make_config, db, servers):
     full = servers()
-    client = await aiohttp_client(create_app(make_config(redis_url=full.url, rate_limit=f"{N}/1h")))
+    client = await aiohttp_client(limited_app(make_config(redis_url=full.url, rate_limit=f"{N}/1h")))
     r = redis.Redis.from_url(full.url)
     await r.config_set("maxmemory", 1)  # every write is refused with OOM from now on
     try:

@@ -7,7 +7,7 @@ import re
 import bcrypt
 
 from server.security import verify_password
-from tests.conftest import sign_up
+from tests.conftest import actor, sign_up
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
@@ -27,12 +27,12 @@ async def test_sign_up_answers_201_with_location_and_owner_view(client, db):
 
 
 async def test_stored_hash_is_argon2id_with_owasp_parameters_and_never_shown(client, db):
-    user = await sign_up(client, password="correct horse")
-    stored = await db.fetchval("SELECT password_hash FROM users WHERE id = $1", user["id"])
+    me = await actor(client, db, "hashed")
+    stored = await db.fetchval("SELECT password_hash FROM users WHERE id = $1", me.id)
     assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert verify_password(stored, "correct horse") and not verify_password(stored, "wrong horse")
-    for path in (f"/api/users/{user['id']}", "/api/users"):
-        text = await (await client.get(path)).text()
+    for path in (f"/api/users/{me.id}", "/api/users", "/api/users/me"):
+        text = await (await client.get(path, headers=me.headers)).text()
         assert "argon2" not in text and "password" not in text.lower()
 
 
@@ -69,24 +69,24 @@ async def test_email_and_username_are_unique_case_insensitively(client, db):
     assert await db.fetchval("SELECT count(*) FROM users") == 1
 
 
-async def test_list_pages_with_exact_total_and_next_cursor(client):
-    ids = [(await sign_up(client, f"user{i}"))["id"] for i in range(5)]
-    response = await client.get("/api/users?page=2&limit=2")
+async def test_list_pages_with_exact_total_and_next_cursor(client, alice):
+    ids = [alice.id] + [(await sign_up(client, f"user{i}"))["id"] for i in range(4)]
+    response = await client.get("/api/users?page=2&limit=2", headers=alice.headers)
     body = await response.json()
     assert [u["id"] for u in body["data"]] == ids[2:4]
     assert body["meta"]["page"] == 2 and body["meta"]["limit"] == 2 and body["meta"]["total"] == 5
     assert body["meta"]["nextCursor"]
-    last = await (await client.get("/api/users?page=3&limit=2")).json()
+    last = await (await client.get("/api/users?page=3&limit=2", headers=alice.headers)).json()
     assert [u["id"] for u in last["data"]] == ids[4:] and last["meta"]["nextCursor"] is None
-    empty = await (await client.get("/api/users?page=9&limit=2")).json()
+    empty = await (await client.get("/api/users?page=9&limit=2", headers=alice.headers)).json()
     assert empty == {"data": [], "meta": {"page": 9, "limit": 2, "total": 5, "nextCursor": None}}
 
 
-async def test_cursor_walk_visits_every_user_once(client):
-    ids = [(await sign_up(client, f"walker{i}"))["id"] for i in range(7)]
+async def test_cursor_walk_visits_every_user_once(client, alice):
+    ids = [alice.id] + [(await sign_up(client, f"walker{i}"))["id"] for i in range(6)]
     seen, url = [], "/api/users?limit=3"
     while url:
-        body = await (await client.get(url)).json()
+        body = await (await client.get(url, headers=alice.headers)).json()
         assert "page" not in body["meta"] or url == "/api/users?limit=3"
         assert body["meta"]["total"] == 7
         seen += [u["id"] for u in body["data"]]
@@ -95,13 +95,12 @@ async def test_cursor_walk_visits_every_user_once(client):
     assert seen == ids
 
 
-async def test_disabled_users_are_hidden_from_public_reads(client, db):
-    keep = await sign_up(client, "kept")
+async def test_disabled_users_are_hidden_from_public_reads(client, db, alice):
     gone = await sign_up(client, "gone")
     await db.execute("UPDATE users SET disabled_at = now() WHERE id = $1", gone["id"])
     assert (await client.get(f"/api/users/{gone['id']}")).status == 404
-    body = await (await client.get("/api/users")).json()
-    assert [u["id"] for u in body["data"]] == [keep["id"]] and body["meta"]["total"] == 1
+    body = await (await client.get("/api/users", headers=alice.headers)).json()
+    assert [u["id"] for u in body["data"]] == [alice.id] and body["meta"]["total"] == 1
 
 
 async def test_rows_from_outside_loaders_with_null_profile_fields_read_as_empty(client, db):

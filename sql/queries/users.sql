@@ -32,3 +32,20 @@ LEFT JOIN LATERAL (
     ORDER BY id
     LIMIT $1
 ) u ON true
+
+-- name: update_user
+-- NULL leaves a field as it is (the API refuses null as a value, so NULL only means "not given").
+UPDATE users
+SET display_name = coalesce($2, display_name),
+    bio = coalesce($3, bio),
+    password_hash = coalesce($4, password_hash),
+    updated_at = now()
+WHERE id = $1
+RETURNING id, email::text, username, display_name, bio, role, created_at, updated_at, disabled_at
+
+-- name: password_hash_of
+SELECT password_hash FROM users WHERE id = $1
+
+-- name: disable_user
+UPDATE users SET disabled_at = now(), updated_at = now() WHERE id = $1 AND disabled_at IS NULL
+RETURNING id
