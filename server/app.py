@@ -10,6 +10,7 @@ from .errors import envelope_middleware
 from .passwords import passwords_ctx
 from .redisdb import redis_ctx
 from .routes import setup_routes
+from .worker import worker_ctx
 
 
 def create_app(config: Config) -> web.Application:
@@ -17,5 +18,7 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[envelope_middleware], client_max_size=config.body_limit)
     app[CONFIG] = config
     app.cleanup_ctx.extend([pg_ctx, redis_ctx, passwords_ctx])
+    if config.runs_worker_in_process:  # the embedded mode: one command runs the whole system
+        app.cleanup_ctx.append(worker_ctx)
     setup_routes(app)
     return app
