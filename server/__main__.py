@@ -51,7 +51,8 @@ def _redeliver(config: Config, args: argparse.Namespace) -> None:
     from .worker import redeliver_cli
 
     if bool(args.event_ids) == args.all:
-        raise SystemExit("redeliver: give EVENT_ID... or --all")
+        print("redeliver: give EVENT_ID... or --all", file=sys.stderr)
+        raise SystemExit(2)
     with services(config) as config:
         if code := uvloop.run(redeliver_cli(config, args.event_ids, args.all)):
             raise SystemExit(code)
