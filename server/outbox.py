@@ -161,7 +161,8 @@ def _view(event, deliveries: list) -> dict:
     return {
         "id": event["id"], "type": event["type"], "occurredAt": event["occurred_at"],
         "requestId": event["request_id"], "data": event["data"], "status": status,
-        "attempts": sum(d["attempts"] for d in deliveries), "lastError": last,
+        # The most any consumer needed: 1 for an event every consumer took at the first try.
+        "attempts": max((d["attempts"] for d in deliveries), default=0), "lastError": last,
         "deliveries": [{"consumer": d["consumer"], "status": d["status"], "attempts": d["attempts"],
                         "lastError": d["last_error"], "deliveredAt": d["delivered_at"],
                         "nextAttemptAt": d["next_attempt_at"] if d["status"] == "pending" else None}

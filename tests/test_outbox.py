@@ -110,11 +110,14 @@ async def test_a_failing_consumer_neither_blocks_nor_repeats_the_others(outbox_d
     broken = await make_worker(redis_url=dead_redis, outbox_max_attempts=50)
     for name in ("dee", "eve"):
         await create_user(broken.pool, name)
+    for _ in range(3):  # the stream deliveries are retried; the emails are not sent again
+        await drain(broken, wait_up_to=0)
+        await asyncio.sleep(0.25)
     await drain(broken, wait_up_to=0)
     assert len(inbox.messages) == 2
     assert await statuses(outbox_db) == {"delivered": 2, "pending": 2}
     event = (await outbox.list_events(broken.pool, "pending", 10))[0][0]
-    assert event["attempts"] >= 2 and "Error" in event["lastError"]
+    assert event["attempts"] >= 3 and "Error" in event["lastError"]
     assert {d["consumer"]: d["status"] for d in event["deliveries"]} == {"stream": "pending",
                                                                        "welcome_mail": "delivered"}
     await drain(await make_worker())
@@ -132,7 +135,9 @@ async def test_refused_mail_is_retried_then_dead_and_delivered_once_after_redeli
     assert await outbox.stats(worker.pool) == {"backlog": 0, "oldest_pending_age": 0.0, "dead_letters": 2}
     dead, total, more = await outbox.list_events(worker.pool, "dead", 10)
     assert (total, more, [e["id"] for e in dead]) == (2, False, [2, 1])
-    assert dead[0]["status"] == "dead" and dead[0]["attempts"] == 4  # 3 for the mail, 1 for the stream
+    assert dead[0]["status"] == "dead" and dead[0]["attempts"] == 3
+    assert {d["consumer"]: (d["status"], d["attempts"]) for d in dead[0]["deliveries"]} == {
+        "stream": ("delivered", 1), "welcome_mail": ("dead", 3)}
     assert "451" in dead[0]["lastError"] and "Mailbox busy" in dead[0]["lastError"]
     inbox.refuse = None
     assert await outbox.redeliver(worker.pool, 1) == "redelivered"
@@ -246,3 +251,31 @@ def test_backoff_doubles_to_its_cap_with_jitter():
 async def test_an_unknown_event_type_is_refused(outbox_db):
     with pytest.raises(ValueError, match="unknown event type"):
         await outbox.emit(outbox_db, "user.renamed", {}, None)
+
+
+async def test_the_stream_is_trimmed_to_about_its_maximum_length(outbox_db, make_worker, inbox):
+    worker = await make_worker(stream_maxlen=10)
+    user = await create_user(worker.pool, "una")
+    post = await outbox_db.fetchval("INSERT INTO posts (author_id, title, body) VALUES ($1, 't', 'b') RETURNING id",
+                                    user)
+    async with transaction(worker.pool) as conn:
+        for _ in range(400):
+            await outbox.emit(conn, "post.created", {"postId": post, "authorId": user}, None)
+    await drain(worker)
+    # MAXLEN ~ trims whole nodes of the radix tree (100 entries each by default), so "about" 10.
+    assert 10 <= await worker.consumers["stream"].client.xlen("events") <= 200
+
+
+async def test_stats_age_and_pruning_of_old_delivered_events(outbox_db, make_worker, inbox):
+    worker = await make_worker()
+    for name in ("vic", "wes"):
+        await create_user(worker.pool, name)
+    await drain(worker)
+    await create_user(worker.pool, "xia")  # stays pending
+    await outbox_db.execute("UPDATE outbox_events SET occurred_at = now() - interval '8 days' WHERE id IN (1, 3)")
+    stats = await outbox.stats(worker.pool)
+    assert stats["backlog"] == 1 and 8 * 86400 - 60 < stats["oldest_pending_age"] < 8 * 86400 + 60
+    await outbox_db.execute("UPDATE mail_sent SET sent_at = now() - interval '8 days'")
+    assert await outbox.prune(worker.pool, 7) == 1  # event 1; event 2 is recent, event 3 not delivered
+    assert [r["id"] for r in await outbox_db.fetch("SELECT id FROM outbox_events ORDER BY id")] == [2, 3]
+    assert [r["event_id"] for r in await outbox_db.fetch("SELECT event_id FROM mail_sent")] == [2]
