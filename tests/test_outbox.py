@@ -17,10 +17,14 @@ from tests.outbox_kit import create_user, drain, events_config, inbox, make_work
 
 async def test_a_rolled_back_sign_up_sends_nothing(outbox_db, make_worker, inbox):
     worker = await make_worker()
+    heard = []
+    await outbox_db.add_listener(outbox.CHANNEL, lambda *args: heard.append(args))
     with pytest.raises(RuntimeError):
         async with transaction(worker.pool) as conn:
             await outbox.emit(conn, "user.created", {"userId": 1}, "req-1")
             raise RuntimeError("the writer fails after emitting")
+    await asyncio.sleep(0.2)
+    assert heard == []  # no wake-up either: PostgreSQL drops the notification with the transaction
     assert await outbox_db.fetchval("SELECT count(*) FROM outbox_events") == 0
     await drain(worker)
     assert inbox.messages == []

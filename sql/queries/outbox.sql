@@ -11,7 +11,7 @@ WITH e AS (
     INSERT INTO outbox_deliveries (event_id, consumer)
     SELECT e.id, c FROM e, unnest($4::text[]) AS c
 )
-SELECT e.id, pg_notify('outbox', '') IS NULL AS notified FROM e
+SELECT e.id FROM e, pg_notify('outbox', '')
 
 -- name: claim_deliveries
 -- Due deliveries, oldest first; SKIP LOCKED lets any number of workers claim side by side. The claim
