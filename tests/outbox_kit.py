@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email
 import email.policy
 import threading
@@ -78,7 +79,6 @@ async def make_worker(events_config):
     opened = []
 
     async def make(config=None, redis_url=None, **changes) -> Worker:
-        import dataclasses
         config = dataclasses.replace(config or events_config, **changes)
         pool = await create_pool(config)
         client = create_client(redis_url or config.redis_url, 4)
