@@ -1,8 +1,9 @@
-"""Command line: serve | migrate | create-admin."""
+"""Command line: serve | migrate | create-admin | worker | redeliver."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -22,6 +23,8 @@ def _serve(config: Config, args: argparse.Namespace) -> None:
 
     from .app import create_app
 
+    # Decided before services() fills in the URLs: the embedded mode runs the outbox worker in-process.
+    config = dataclasses.replace(config, worker_in_process=config.runs_worker_in_process)
     with services(config) as config:
         for name in uvloop.run(migrate(config.database_url)):
             log.info("migrated: %s", name)
@@ -46,6 +49,25 @@ def _create_admin(config: Config, args: argparse.Namespace) -> None:
     print(f"admin {args.username} created with id {user_id}")
 
 
+def _worker(config: Config, args: argparse.Namespace) -> None:
+    from .worker import run_worker
+
+    if config.embedded:
+        raise EmbeddedError("the worker needs DATABASE_URL and REDIS_URL; in the embedded mode `serve` runs it")
+    uvloop.run(run_worker(config))
+
+
+def _redeliver(config: Config, args: argparse.Namespace) -> None:
+    from .worker import redeliver_cli
+
+    if bool(args.event_ids) == args.all:
+        print("redeliver: give EVENT_ID... or --all", file=sys.stderr)
+        raise SystemExit(2)
+    with services(config) as config:
+        if code := uvloop.run(redeliver_cli(config, args.event_ids, args.all)):
+            raise SystemExit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m server", description="The blog API service.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -54,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     admin = commands.add_parser("create-admin", help="create an admin (password from a prompt or ADMIN_PASSWORD)")
     admin.add_argument("--email", required=True)
     admin.add_argument("--username", required=True)
+    commands.add_parser("worker", help="deliver outbox events (email, the Redis Stream) until SIGTERM")
+    redeliver = commands.add_parser("redeliver", help="put dead-letter events back in the outbox queue")
+    redeliver.add_argument("event_ids", nargs="*", type=int, metavar="EVENT_ID")
+    redeliver.add_argument("--all", action="store_true", help="every dead letter")
     args = parser.parse_args(argv)
     try:
         config = Config.from_env()
@@ -64,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     # Until the server's own handlers take over, SIGTERM unwinds like Ctrl-C so embedded servers stop.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
-        {"serve": _serve, "migrate": _migrate, "create-admin": _create_admin}[args.command](config, args)
+        {"serve": _serve, "migrate": _migrate, "create-admin": _create_admin, "worker": _worker,
+         "redeliver": _redeliver}[args.command](config, args)
     except (EmbeddedError, MigrationError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
