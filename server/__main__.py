@@ -1,4 +1,4 @@
-"""Command line: serve | migrate (later: worker, seed, create-admin)."""
+"""Command line: serve | migrate | seed (later: worker, create-admin)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import uvloop
 
 from .config import Config, ConfigError
 from .embedded import EmbeddedError, services
+from . import seed
 from .logs import configure
 from .migrate import MigrationError, migrate
+from .seed import SeedError
 
 log = logging.getLogger("server")
 
@@ -41,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the HTTP API (embedded PostgreSQL/Redis when their URLs are unset)")
     commands.add_parser("migrate", help="apply the SQL migrations that are missing")
+    seed.add_arguments(commands.add_parser("seed", help="fill the core tables with generated data (COPY)"))
     args = parser.parse_args(argv)
     try:
         config = Config.from_env()
@@ -51,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     # Until the server's own handlers take over, SIGTERM unwinds like Ctrl-C so embedded servers stop.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
-        {"serve": _serve, "migrate": _migrate}[args.command](config, args)
-    except (EmbeddedError, MigrationError) as exc:
+        {"serve": _serve, "migrate": _migrate, "seed": seed.run}[args.command](config, args)
+    except (EmbeddedError, MigrationError, SeedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
