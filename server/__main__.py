@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
 
 import uvloop
 
+from . import seed, serve
 from .config import Config, ConfigError
 from .embedded import EmbeddedError, services
-from . import seed
 from .logs import configure
 from .migrate import MigrationError, migrate
 from .seed import SeedError
@@ -20,16 +21,18 @@ log = logging.getLogger("server")
 
 
 def _serve(config: Config, args: argparse.Namespace) -> None:
-    from aiohttp import web
-
-    from .app import create_app
-
+    if args.workers is not None:
+        config = dataclasses.replace(config, workers=args.workers)
+        config.check()
     with services(config) as config:
         for name in uvloop.run(migrate(config.database_url)):
             log.info("migrated: %s", name)
+        if config.workers > 1:  # N processes on one port; see server/serve.py
+            if code := serve.supervise(config):
+                sys.exit(code)
+            return
         log.info("serving on http://%s:%d", config.host, config.port)
-        web.run_app(create_app(config), host=config.host, port=config.port, access_log=None, print=None,
-                    loop=uvloop.new_event_loop(), shutdown_timeout=10)
+        serve.run_one(config)
 
 
 def _migrate(config: Config, args: argparse.Namespace) -> None:
@@ -41,7 +44,8 @@ def _migrate(config: Config, args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m server", description="The blog API service.")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="run the HTTP API (embedded PostgreSQL/Redis when their URLs are unset)")
+    serve_cmd = commands.add_parser("serve", help="run the HTTP API (embedded PostgreSQL/Redis when their URLs are unset)")
+    serve_cmd.add_argument("--workers", type=int, help="API processes sharing the port (default: WORKERS)")
     commands.add_parser("migrate", help="apply the SQL migrations that are missing")
     seed.add_arguments(commands.add_parser("seed", help="fill the core tables with generated data (COPY)"))
     args = parser.parse_args(argv)
