@@ -1,0 +1,197 @@
+"""What a run measures against: PostgreSQL with a cached seeded database, Redis, the service, the baseline."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import uvloop
+
+from server import seed as seeding
+from server.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from server.migrate import load as load_migrations, migrate
+from server.seedgen import Plan
+from server.serve import pool_sizes
+from server.config import Config
+
+log = logging.getLogger("perf.stack")
+ROOT = Path(__file__).resolve().parent.parent
+RUN_DB = "perf_run"
+# Limits far above any load this machine can offer: the limiter runs (its Redis script and headers on
+# every request, as in production) but never refuses.
+RAISED_LIMIT = "1000000000/1m"
+# Settings the service needs when DATABASE_URL is set (production mode) that a run cannot derive,
+# e.g. the signing key's variable once auth lands; `--env KEY=VALUE` adds more per run.
+SERVICE_ENV: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """What the seeded database holds, for the scenarios' ranges."""
+
+    posts: int
+    users: int
+    tags: list[str]
+    seed: int
+    database: str
+    limits: tuple[int, int]  # max_connections, superuser_reserved_connections
+
+
+def _seed_key(posts: int, seed: int) -> str:
+    """Name of the cached database: changes with the migrations and the seeder's code."""
+    digest = hashlib.sha256()
+    for m in load_migrations():
+        digest.update(m.checksum.encode())
+    for module in ("seed.py", "seedgen.py"):
+        digest.update((ROOT / "server" / module).read_bytes())
+    return f"seed_{posts}_{seed}_{digest.hexdigest()[:10]}"
+
+
+def _dsn(admin_dsn: str, database: str) -> str:
+    return admin_dsn.rsplit("/", 1)[0] + "/" + database
+
+
+async def prepare_database(admin_dsn: str, posts: int, seed: int) -> Seeded:
+    """The run database, copied from a cached seeded template (seeding it first when missing)."""
+    name = _seed_key(posts, seed)
+    plan = Plan(posts=posts, users=seeding.default_users(posts), seed=seed, until=seeding.midnight_utc())
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            log.info("seeding %d posts into a new cached database %s", posts, name)
+            await admin.execute("DROP DATABASE IF EXISTS seed_building WITH (FORCE)")
+            await admin.execute("CREATE DATABASE seed_building")
+            await migrate(_dsn(admin_dsn, "seed_building"))
+            stats = await seeding.seed(_dsn(admin_dsn, "seed_building"), plan)
+            log.info("seeded %d rows at %d rows/s", stats["rows"], stats["rows_per_second"])
+            # Renamed only when complete, so an interrupted seeding is never taken for a cached one.
+            await admin.execute(f'ALTER DATABASE seed_building RENAME TO "{name}"')
+            for old in await admin.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1 AND datname <> $2",
+                                         f"seed_{posts}_{seed}_%", name):
+                await admin.execute(f'DROP DATABASE "{old["datname"]}" WITH (FORCE)')
+        await admin.execute(f"DROP DATABASE IF EXISTS {RUN_DB} WITH (FORCE)")
+        # FILE_COPY copies the files (after a checkpoint) instead of WAL-logging every block: seconds at 10^6.
+        await admin.execute(f'CREATE DATABASE {RUN_DB} TEMPLATE "{name}" STRATEGY FILE_COPY')
+        run = await asyncpg.connect(_dsn(admin_dsn, RUN_DB))
+        try:
+            tags = [r["name"] for r in await run.fetch("SELECT name FROM tags ORDER BY id")]
+            users = await run.fetchval("SELECT count(*) FROM users WHERE email LIKE 'user%@example.com'")
+            count = await run.fetchval("SELECT max(id) FROM posts")
+            limits = (int(await run.fetchval("SHOW max_connections")),
+                      int(await run.fetchval("SHOW superuser_reserved_connections")))
+        finally:
+            await run.close()
+    finally:
+        await admin.close()
+    return Seeded(posts=count, users=users, tags=tags, seed=seed, database=RUN_DB, limits=limits)
+
+
+def wait_ready(url: str, proc: subprocess.Popen | None, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode} at start")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (OSError, urllib.error.HTTPError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f} s")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 30) -> int:
+    """SIGTERM by pid, then SIGKILL if it does not exit in time."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+class Stack:
+    """Own PostgreSQL (kept under `var_dir`, seeded databases cached) and a fresh Redis per run."""
+
+    def __init__(self, var_dir: Path, tmp_dir: Path, workers: int, pool_max: int | None) -> None:
+        self.var_dir, self.tmp_dir, self.workers, self.pool_max = var_dir, tmp_dir, workers, pool_max
+        self.pg: EmbeddedPostgres | None = None
+        self.redis: EmbeddedRedis | None = None
+        self.dsn = self.redis_url = ""
+        self.limits = (100, 3)
+
+    def __enter__(self) -> Stack:
+        self.pg = EmbeddedPostgres(self.var_dir / "postgres")
+        self.admin_dsn = self.pg.start()
+        self.redis = EmbeddedRedis(self.tmp_dir / "redis", persist=False)
+        self.redis_url = self.redis.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.redis:
+            self.redis.stop()
+        if self.pg:
+            self.pg.stop()
+
+    def seed(self, posts: int, seed: int) -> Seeded:
+        seeded = uvloop.run(prepare_database(self.admin_dsn, posts, seed))
+        self.dsn, self.limits = _dsn(self.admin_dsn, seeded.database), seeded.limits
+        return seeded
+
+    def pools(self) -> tuple[int, int]:
+        """Per-process pool of both the service and the baseline: the service's own rule (server/serve.py)."""
+        config = Config(workers=self.workers, **({"pg_pool_max": self.pool_max} if self.pool_max else {}))
+        return pool_sizes(config, *self.limits)
+
+    def _env(self, port: int, extra: dict[str, str]) -> dict[str, str]:
+        low, high = self.pools()
+        return {**os.environ, "DATABASE_URL": self.dsn, "REDIS_URL": self.redis_url, "HOST": "127.0.0.1",
+                "PORT": str(port), "LOG_LEVEL": "warning", "LOG_FORMAT": "json", "VAR_DIR": str(self.tmp_dir / "var"),
+                "PG_POOL_MIN": str(low), "PG_POOL_MAX": str(high), **extra}
+
+    @contextlib.contextmanager
+    def service(self, extra: dict[str, str]) -> Iterator[str]:
+        """`python -m server serve --workers N` as in production; yields its base URL."""
+        port = free_port()
+        env = self._env(port, {"RATE_LIMIT": RAISED_LIMIT, "RATE_LIMIT_LOGIN": RAISED_LIMIT, **SERVICE_ENV, **extra})
+        with open(self.tmp_dir / f"service-{port}.log", "ab") as log_file:
+            proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--workers", str(self.workers)],
+                                    cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            if stop(proc) != 0:
+                log.warning("the service exited with %s (log: %s)", proc.returncode, log_file.name)
+
+    @contextlib.contextmanager
+    def baseline(self) -> Iterator[tuple[str, dict]]:
+        """N `perf.baseline` processes on one port (SO_REUSEPORT); yields its URL and what it serves."""
+        port = free_port()
+        env = self._env(port, {})
+        procs = [subprocess.Popen([sys.executable, "-m", "perf.baseline"], cwd=ROOT, env=env)
+                 for _ in range(self.workers)]
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/_baseline", procs[0])
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_baseline", timeout=5) as response:
+                served = json.loads(response.read())
+            yield f"http://127.0.0.1:{port}", served
+        finally:
+            for proc in procs:
+                stop(proc)
