@@ -113,6 +113,8 @@ class Run:
             self.meta.update(posts=seeded.posts, users=seeded.users, pool=list(stack.pools()))
             selected = [SCENARIOS[n] for n in o.scenarios]
             for i, cache in enumerate(o.caches):
+                if i:
+                    stack.reset()
                 # Writes and logins do not depend on the cache: measured once, with the first setting.
                 scenarios = [s for s in selected if i == 0 or s.open_loop]
                 extra = {"CACHE_ENABLED": "true" if cache == "on" else "false",
@@ -124,6 +126,7 @@ class Run:
                     self.measure(url, "service", cache, scenarios, data)
             if o.baseline:
                 print("baseline", flush=True)
+                stack.reset()
                 with stack.baseline() as (url, served):
                     self.meta["baseline_skipped"] = served.get("skipped", {})
                     for s in selected:

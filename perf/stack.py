@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import redis
 import uvloop
 
 from server import seed as seeding
@@ -46,7 +47,7 @@ class Seeded:
     users: int
     tags: list[str]
     seed: int
-    database: str
+    template: str  # the cached seeded database that every run database is copied from
     limits: tuple[int, int]  # max_connections, superuser_reserved_connections
 
 
@@ -82,21 +83,30 @@ async def prepare_database(admin_dsn: str, posts: int, seed: int) -> Seeded:
             for old in await admin.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1 AND datname <> $2",
                                          f"seed_{posts}_{seed}_%", name):
                 await admin.execute(f'DROP DATABASE "{old["datname"]}" WITH (FORCE)')
-        await admin.execute(f"DROP DATABASE IF EXISTS {RUN_DB} WITH (FORCE)")
-        # FILE_COPY copies the files (after a checkpoint) instead of WAL-logging every block: seconds at 10^6.
-        await admin.execute(f'CREATE DATABASE {RUN_DB} TEMPLATE "{name}" STRATEGY FILE_COPY')
-        run = await asyncpg.connect(_dsn(admin_dsn, RUN_DB))
-        try:
-            tags = [r["name"] for r in await run.fetch("SELECT name FROM tags ORDER BY id")]
-            users = await run.fetchval("SELECT count(*) FROM users WHERE email LIKE 'user%@example.com'")
-            count = await run.fetchval("SELECT max(id) FROM posts")
-            limits = (int(await run.fetchval("SHOW max_connections")),
-                      int(await run.fetchval("SHOW superuser_reserved_connections")))
-        finally:
-            await run.close()
     finally:
         await admin.close()
-    return Seeded(posts=count, users=users, tags=tags, seed=seed, database=RUN_DB, limits=limits)
+    await copy_database(admin_dsn, name)
+    run = await asyncpg.connect(_dsn(admin_dsn, RUN_DB))
+    try:
+        tags = [r["name"] for r in await run.fetch("SELECT name FROM tags ORDER BY id")]
+        users = await run.fetchval("SELECT count(*) FROM users WHERE email LIKE 'user%@example.com'")
+        count = await run.fetchval("SELECT max(id) FROM posts")
+        limits = (int(await run.fetchval("SHOW max_connections")),
+                  int(await run.fetchval("SHOW superuser_reserved_connections")))
+    finally:
+        await run.close()
+    return Seeded(posts=count, users=users, tags=tags, seed=seed, template=name, limits=limits)
+
+
+async def copy_database(admin_dsn: str, template: str) -> None:
+    """(Re)create the run database from the seeded template, so every target starts from the same rows."""
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {RUN_DB} WITH (FORCE)")
+        # FILE_COPY copies the files (after a checkpoint) instead of WAL-logging every block.
+        await admin.execute(f'CREATE DATABASE {RUN_DB} TEMPLATE "{template}" STRATEGY FILE_COPY')
+    finally:
+        await admin.close()
 
 
 def wait_ready(url: str, proc: subprocess.Popen | None, timeout: float = 60) -> None:
@@ -151,8 +161,18 @@ class Stack:
 
     def seed(self, posts: int, seed: int) -> Seeded:
         seeded = uvloop.run(prepare_database(self.admin_dsn, posts, seed))
-        self.dsn, self.limits = _dsn(self.admin_dsn, seeded.database), seeded.limits
+        self.template, self.limits = seeded.template, seeded.limits
+        self.dsn = _dsn(self.admin_dsn, RUN_DB)
         return seeded
+
+    def reset(self) -> None:
+        """A fresh copy of the seeded rows: the writes of an earlier target do not reach the next one."""
+        uvloop.run(copy_database(self.admin_dsn, self.template))
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            client.flushall()  # cached responses and rate-limit budgets of the earlier target
+        finally:
+            client.close()
 
     def pools(self) -> tuple[int, int]:
         """Per-process pool of both the service and the baseline: the service's own rule (server/serve.py)."""

@@ -85,7 +85,7 @@ def parse(output: str) -> dict:
     requests = raw["requests"]
     return {
         "tool": raw["tool"], "requests": requests, "duration_s": round(duration, 3),
-        "rps": round(requests / duration, 1) if duration else 0.0, "bytes": raw["bytes"],
+        "rps": raw.get("rps") or (round(requests / duration, 1) if duration else 0.0), "bytes": raw["bytes"],
         "errors": errors, "timeouts": timeouts, "non2xx": non2xx,
         # Failed exchanges over attempted ones; a refused connection never became a request.
         "error_rate": (errors + non2xx) / max(1, requests + errors),

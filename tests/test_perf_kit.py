@@ -35,18 +35,19 @@ def _entry(name: str, scenario="health", target="service", cache="on", mode="clo
 
 def test_wrk_output_becomes_the_common_figures():
     figures = _canned("wrk-health.txt")
-    assert figures["tool"] == "wrk" and figures["requests"] == 33702 and figures["duration_s"] == 2.002
-    assert figures["rps"] == pytest.approx(16830.5, abs=0.5)  # what wrk itself printed: 16830.51
-    assert figures["latency_ms"] == {"p50": 0.449, "p75": 1.071, "p90": 2.23, "p95": 3.598, "p99": 17.541,
-                                     "p99.9": 50.812, "p99.99": 54.298, "mean": 1.249, "max": 54.398}
+    assert figures["tool"] == "wrk" and figures["requests"] == 20996 and figures["duration_s"] == 2.014
+    assert figures["rps"] == pytest.approx(10427.49, abs=0.05)  # what wrk itself printed
+    assert figures["latency_ms"] == {"p50": 0.441, "p75": 2.045, "p90": 3.651, "p95": 4.805, "p99": 10.647,
+                                     "p99.9": 20.935, "p99.99": 22.878, "mean": 1.507, "max": 22.931}
     assert (figures["errors"], figures["non2xx"], figures["error_rate"]) == (0, 0, 0)
 
 
 def test_autocannon_output_becomes_the_common_figures():
     closed, opened = _canned("autocannon-health.txt"), _canned("autocannon-health-open.txt")
-    assert closed["requests"] == 27491 and closed["rps"] == pytest.approx(27491 / 2.02, abs=0.1)
-    assert closed["latency_ms"]["p95"] == 2.095 and closed["latency_ms"]["max"] == 18.164
-    assert opened["rps"] == pytest.approx(201, abs=1) and opened["latency_ms"]["p99"] == 5.851
+    assert closed["requests"] == 30420 and closed["rps"] == 14985.2
+    assert closed["latency_ms"]["p95"] == 0.958 and closed["latency_ms"]["max"] == 49.734
+    # Open loop: the sum of the 10 staggered instances' own rates, each of which ran 2 or 3 s.
+    assert opened["requests"] == 463 and opened["rps"] == 200.5 and opened["latency_ms"]["p99"] == 6.919
 
 
 def test_a_line_without_figures_is_an_error():
@@ -63,11 +64,11 @@ def test_report_table_and_json(tmp_path):
     misses, regressions = report.finish(body, tmp_path)
     assert (misses, regressions) == (0, [])
     saved = json.loads((tmp_path / "report.json").read_text())
-    assert saved["entries"][0]["ratio"] == pytest.approx(16830.5 / 20000, abs=0.001)
+    assert saved["entries"][0]["ratio"] == pytest.approx(10427.5 / 20000, abs=0.001)
     assert saved["entries"][1]["ratio"] is None  # no autocannon baseline in this run
     md = (tmp_path / "report.md").read_text()
-    assert "| health | wrk | service | on | closed | 16,830 | 0.45 | 3.60 | 17.5 | 54.4 | 0 | 0 | 0.84× req/s | ok |" in md
-    assert "| health | autocannon | service | on | open 200/s | 201 | 0.14 | 3.20 | 5.85 | 11.1 | 0 | 0 |  | ok |" in md
+    assert "| health | wrk | service | on | closed | 10,428 | 0.44 | 4.80 | 10.6 | 22.9 | 0 | 0 | 0.52× req/s | ok |" in md
+    assert "| health | autocannon | service | on | open 200/s | 200 | 0.14 | 4.34 | 6.92 | 14.9 | 0 | 0 |  | ok |" in md
     assert "| health | wrk | baseline |  | closed | 20,000 |" in md
     assert "- post on service: route not available yet" in md
 
@@ -77,6 +78,7 @@ def test_report_table_and_json(tmp_path):
     ({"p95": 120.0}, "health", ["p95 120.0 ms ≥ 100 ms"]),
     ({"rps": 900.0}, "health", ["900 req/s ≤ 1000"]),
     ({"non2xx": 40, "error_rate": 40 / 33702}, "health", ["errors 0.12% ≥ 0.1%"]),
+    ({"errors": 30, "error_rate": 30 / 20996}, "health", ["errors 0.14% ≥ 0.1%"]),
     ({"p95": 400.0, "rps": 90.0}, "login", []),  # the hash is the cost: exempt from throughput and latency
     ({"p95": 400.0, "rps": 90.0, "error_rate": 0.5}, "signup", ["errors 50.00% ≥ 0.1%"]),  # ... not from errors
 ])
@@ -86,7 +88,7 @@ def test_sla_verdicts(changes, scenario, missed):
 
 def test_open_loop_that_cannot_deliver_the_rate_misses():
     entry = _entry("autocannon-health-open.txt", mode="open", rate=1000)
-    assert report.sla(entry) == ["201 req/s delivered of 1000 offered"]
+    assert report.sla(entry) == ["200 req/s delivered of 1000 offered"]
 
 
 def _finish(tmp_path, entries, **options) -> int:
@@ -108,10 +110,10 @@ def test_compare_flags_regressions(tmp_path):
     old_dir = tmp_path / "old"
     _finish(old_dir, [_entry("wrk-health.txt")])
     old = next(old_dir.iterdir())
-    slower = [_entry("wrk-health.txt", rps=14000.0, p99=25.0)]
+    slower = [_entry("wrk-health.txt", rps=8000.0, p99=25.0)]
     assert _finish(tmp_path / "new", slower, compare=old, fail_on_regression=True) == 3
     md = next((tmp_path / "new").iterdir()).joinpath("report.md").read_text()
-    assert "16,830 → 14,000 (-17%)" in md and "REGRESSION: req/s -17%, p99 +43%" in md
+    assert "10,428 → 8,000 (-23%)" in md and "REGRESSION: req/s -23%, p99 +135%" in md
     assert _finish(tmp_path / "same", [_entry("wrk-health.txt")], compare=old, fail_on_regression=True) == 0
 
 

@@ -137,7 +137,9 @@ function run (kind) {
     for (const p of [50, 75, 90, 95, 99, 99.9, 99.99]) percentiles[String(p)] = latency.getValueAtPercentile(p)
     const out = {
       tool: 'autocannon', requests: sum(r => r.requests.total), sent: sum(r => r.requests.sent),
-      duration_s: Math.max(...results.map(r => r.duration)), bytes: sum(r => r.throughput.total),
+      // An instance stops at its first one-second tick past the duration, so each one's own rate counts.
+      rps: Math.round(sum(r => r.requests.total / r.duration) * 10) / 10,
+      duration_s: Math.round(sum(r => r.duration) / groups * 100) / 100, bytes: sum(r => r.throughput.total),
       errors: sum(r => r.errors), timeouts: sum(r => r.timeouts), non2xx: sum(r => r.non2xx), status, rate, groups,
       latency_us: { min: latency.minNonZeroValue, max: latency.maxValue, mean: Math.round(latency.mean * 10) / 10,
         stdev: Math.round(latency.stdDeviation * 10) / 10, percentiles }
