@@ -100,7 +100,7 @@ def markdown(report: dict, comparison: list[dict] | None = None) -> str:
     meta = report["meta"]
     lines = [f"# perf run {meta['started']}", "",
              " · ".join(f"{k}: {meta[k]}" for k in ("scale", "workers", "connections", "duration", "rate", "commit")
-                        if k in meta), "",
+                        if meta.get(k) is not None), "",
              "| scenario | tool | target | cache | loop | req/s | p50 ms | p95 ms | p99 ms | max ms | non-2xx "
              "| errors | ratio | SLA |",
              "|---|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|"]

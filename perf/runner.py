@@ -82,9 +82,13 @@ class Run:
                     self.skip(s, target, "no access tokens: POST /api/auth/login did not answer 200")
                     continue
             env = data.write(self.tmp / "data", prepare.nonce())
-            if o.warmup > 0:  # fills caches and pools and lets the JIT-less interpreter settle
-                tools.run(o.tools[0], s, tools.Load(url, o.connections, o.warmup, threads=o.threads),
-                          {**env, "PERF_NONCE": prepare.nonce()})
+            if o.warmup > 0:  # fills caches, pools and prepared-statement caches before anything counts
+                try:
+                    tools.run(o.tools[0], s, tools.Load(url, o.connections, o.warmup, threads=o.threads),
+                              {**env, "PERF_NONCE": prepare.nonce()})
+                except tools.ToolError as exc:
+                    self.skip(s, target, f"warm-up failed: {exc}")
+                    continue
             runs = [(tool, tools.Load(url, o.connections, o.duration, threads=o.threads)) for tool in o.tools]
             if o.rate and s.open_loop:
                 runs.append(("autocannon", tools.Load(url, o.connections, o.duration, rate=o.rate)))
@@ -107,7 +111,7 @@ class Run:
 
     def own_stack(self) -> None:
         o = self.opts
-        with Stack(o.var, self.tmp, o.workers, o.pool_max) as stack:
+        with Stack(o.var, self.tmp, o.workers, o.pool_max, logs=self.folder / "raw") as stack:
             seeded = stack.seed(o.scale, o.seed)
             data = Data(posts=seeded.posts, users=seeded.users, tags=seeded.tags, seed=o.seed)
             self.meta.update(posts=seeded.posts, users=seeded.users, pool=list(stack.pools()))
@@ -146,7 +150,8 @@ class Run:
             if o.target:
                 data = prepare.discover(o.target.rstrip("/"), o.posts, o.users, o.seed)
                 data.cursors = prepare.harvest_cursors(o.target.rstrip("/"))
-                self.meta.update(posts=data.posts, users=data.users)
+                # The target's own settings are unknown: its scale is what it holds.
+                self.meta.update(posts=data.posts, users=data.users, scale=data.posts, workers=None)
                 self.measure(o.target.rstrip("/"), "service", None, [SCENARIOS[n] for n in o.scenarios], data)
             else:
                 self.own_stack()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -14,99 +13,25 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import redis
 import uvloop
 
-from server import seed as seeding
-from server.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from server.migrate import load as load_migrations, migrate
-from server.seedgen import Plan
-from server.serve import pool_sizes
 from server.config import Config
+from server.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from server.serve import pool_sizes
+
+from .dataset import RUN_DB, Seeded, copy_database, dsn_of, prepare_database
 
 log = logging.getLogger("perf.stack")
 ROOT = Path(__file__).resolve().parent.parent
-RUN_DB = "perf_run"
 # Limits far above any load this machine can offer: the limiter runs (its Redis script and headers on
 # every request, as in production) but never refuses.
 RAISED_LIMIT = "1000000000/1m"
 # Settings the service needs when DATABASE_URL is set (production mode) that a run cannot derive,
 # e.g. the signing key's variable once auth lands; `--env KEY=VALUE` adds more per run.
 SERVICE_ENV: dict[str, str] = {}
-
-
-@dataclass(frozen=True)
-class Seeded:
-    """What the seeded database holds, for the scenarios' ranges."""
-
-    posts: int
-    users: int
-    tags: list[str]
-    seed: int
-    template: str  # the cached seeded database that every run database is copied from
-    limits: tuple[int, int]  # max_connections, superuser_reserved_connections
-
-
-def _seed_key(posts: int, seed: int) -> str:
-    """Name of the cached database: changes with the migrations and the seeder's code."""
-    digest = hashlib.sha256()
-    for m in load_migrations():
-        digest.update(m.checksum.encode())
-    for module in ("seed.py", "seedgen.py"):
-        digest.update((ROOT / "server" / module).read_bytes())
-    return f"seed_{posts}_{seed}_{digest.hexdigest()[:10]}"
-
-
-def _dsn(admin_dsn: str, database: str) -> str:
-    return admin_dsn.rsplit("/", 1)[0] + "/" + database
-
-
-async def prepare_database(admin_dsn: str, posts: int, seed: int) -> Seeded:
-    """The run database, copied from a cached seeded template (seeding it first when missing)."""
-    name = _seed_key(posts, seed)
-    plan = Plan(posts=posts, users=seeding.default_users(posts), seed=seed, until=seeding.midnight_utc())
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            log.info("seeding %d posts into a new cached database %s", posts, name)
-            await admin.execute("DROP DATABASE IF EXISTS seed_building WITH (FORCE)")
-            await admin.execute("CREATE DATABASE seed_building")
-            await migrate(_dsn(admin_dsn, "seed_building"))
-            stats = await seeding.seed(_dsn(admin_dsn, "seed_building"), plan)
-            log.info("seeded %d rows at %d rows/s", stats["rows"], stats["rows_per_second"])
-            # Renamed only when complete, so an interrupted seeding is never taken for a cached one.
-            await admin.execute(f'ALTER DATABASE seed_building RENAME TO "{name}"')
-            for old in await admin.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1 AND datname <> $2",
-                                         f"seed_{posts}_{seed}_%", name):
-                await admin.execute(f'DROP DATABASE "{old["datname"]}" WITH (FORCE)')
-    finally:
-        await admin.close()
-    await copy_database(admin_dsn, name)
-    run = await asyncpg.connect(_dsn(admin_dsn, RUN_DB))
-    try:
-        tags = [r["name"] for r in await run.fetch("SELECT name FROM tags ORDER BY id")]
-        users = await run.fetchval("SELECT count(*) FROM users WHERE email LIKE 'user%@example.com'")
-        count = await run.fetchval("SELECT max(id) FROM posts")
-        limits = (int(await run.fetchval("SHOW max_connections")),
-                  int(await run.fetchval("SHOW superuser_reserved_connections")))
-    finally:
-        await run.close()
-    return Seeded(posts=count, users=users, tags=tags, seed=seed, template=name, limits=limits)
-
-
-async def copy_database(admin_dsn: str, template: str) -> None:
-    """(Re)create the run database from the seeded template, so every target starts from the same rows."""
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {RUN_DB} WITH (FORCE)")
-        # FILE_COPY copies the files (after a checkpoint) instead of WAL-logging every block.
-        await admin.execute(f'CREATE DATABASE {RUN_DB} TEMPLATE "{template}" STRATEGY FILE_COPY')
-    finally:
-        await admin.close()
 
 
 def wait_ready(url: str, proc: subprocess.Popen | None, timeout: float = 60) -> None:
@@ -139,8 +64,9 @@ def stop(proc: subprocess.Popen, timeout: float = 30) -> int:
 class Stack:
     """Own PostgreSQL (kept under `var_dir`, seeded databases cached) and a fresh Redis per run."""
 
-    def __init__(self, var_dir: Path, tmp_dir: Path, workers: int, pool_max: int | None) -> None:
+    def __init__(self, var_dir: Path, tmp_dir: Path, workers: int, pool_max: int | None, logs: Path) -> None:
         self.var_dir, self.tmp_dir, self.workers, self.pool_max = var_dir, tmp_dir, workers, pool_max
+        self.logs = logs  # the service's and the baseline's output, kept with the run (not committed)
         self.pg: EmbeddedPostgres | None = None
         self.redis: EmbeddedRedis | None = None
         self.dsn = self.redis_url = ""
@@ -162,7 +88,7 @@ class Stack:
     def seed(self, posts: int, seed: int) -> Seeded:
         seeded = uvloop.run(prepare_database(self.admin_dsn, posts, seed))
         self.template, self.limits = seeded.template, seeded.limits
-        self.dsn = _dsn(self.admin_dsn, RUN_DB)
+        self.dsn = dsn_of(self.admin_dsn, RUN_DB)
         return seeded
 
     def reset(self) -> None:
@@ -190,7 +116,8 @@ class Stack:
         """`python -m server serve --workers N` as in production; yields its base URL."""
         port = free_port()
         env = self._env(port, {"RATE_LIMIT": RAISED_LIMIT, "RATE_LIMIT_LOGIN": RAISED_LIMIT, **SERVICE_ENV, **extra})
-        with open(self.tmp_dir / f"service-{port}.log", "ab") as log_file:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with open(self.logs / f"service-{port}.log", "ab") as log_file:
             proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--workers", str(self.workers)],
                                     cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
         try:
@@ -205,8 +132,10 @@ class Stack:
         """N `perf.baseline` processes on one port (SO_REUSEPORT); yields its URL and what it serves."""
         port = free_port()
         env = self._env(port, {})
-        procs = [subprocess.Popen([sys.executable, "-m", "perf.baseline"], cwd=ROOT, env=env)
-                 for _ in range(self.workers)]
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with open(self.logs / f"baseline-{port}.log", "ab") as log_file:
+            procs = [subprocess.Popen([sys.executable, "-m", "perf.baseline"], cwd=ROOT, env=env, stdout=log_file,
+                                      stderr=subprocess.STDOUT) for _ in range(self.workers)]
         try:
             wait_ready(f"http://127.0.0.1:{port}/_baseline", procs[0])
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/_baseline", timeout=5) as response:
