@@ -12,6 +12,7 @@ from .passwords import passwords_ctx
 from .ratelimit import ratelimit_ctx, ratelimit_middleware
 from .redisdb import redis_ctx
 from .routes import setup_routes
+from .worker import worker_ctx
 
 
 def create_app(config: Config) -> web.Application:
@@ -21,5 +22,7 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=config.body_limit)
     app[CONFIG] = config
     app.cleanup_ctx.extend([keys_ctx, pg_ctx, redis_ctx, ratelimit_ctx, passwords_ctx])
+    if config.runs_worker_in_process:  # the embedded mode: one command runs the whole system
+        app.cleanup_ctx.append(worker_ctx)
     setup_routes(app)
     return app

@@ -79,6 +79,31 @@ class Config:
         default=2.0, metadata={"env": "PG_ACQUIRE_TIMEOUT", "doc": "seconds a request waits for a PostgreSQL connection before a 503"})
     pg_statement_timeout: float = dataclasses.field(
         default=5.0, metadata={"env": "PG_STATEMENT_TIMEOUT", "doc": "seconds PostgreSQL lets one statement run (statement_timeout)"})
+    # Events: the outbox, its worker, the Redis Stream and mail (issue 6). The backoff doubles from the
+    # base to the cap, so 15 attempts span about two hours before an event becomes a dead letter.
+    smtp_url: str | None = dataclasses.field(
+        default=None, repr=False, metadata={"env": "SMTP_URL", "doc": "`smtp://user:pass@host:port` (`smtps://` for TLS; options in the Events section); unset: `.eml` files under `var/mail`"})
+    mail_from: str = dataclasses.field(
+        default="Blog <no-reply@localhost>", metadata={"env": "MAIL_FROM", "doc": "sender address of every email"})
+    smtp_timeout: float = dataclasses.field(default=30.0, metadata={"env": "SMTP_TIMEOUT", "doc": "seconds an SMTP exchange may take"})
+    outbox_batch_size: int = dataclasses.field(
+        default=100, metadata={"env": "OUTBOX_BATCH_SIZE", "doc": "deliveries a worker claims at once"})
+    outbox_max_attempts: int = dataclasses.field(
+        default=15, metadata={"env": "OUTBOX_MAX_ATTEMPTS", "doc": "attempts before a delivery becomes a dead letter"})
+    outbox_backoff_base: float = dataclasses.field(
+        default=2.0, metadata={"env": "OUTBOX_BACKOFF_BASE", "doc": "seconds before the first retry; doubles each attempt, with jitter"})
+    outbox_backoff_max: float = dataclasses.field(
+        default=1800.0, metadata={"env": "OUTBOX_BACKOFF_MAX", "doc": "longest wait between two attempts in seconds"})
+    outbox_lease: float = dataclasses.field(
+        default=60.0, metadata={"env": "OUTBOX_LEASE", "doc": "seconds a claimed delivery stays reserved for its worker (a dead worker's deliveries return after it)"})
+    outbox_poll_interval: float = dataclasses.field(
+        default=5.0, metadata={"env": "OUTBOX_POLL_INTERVAL", "doc": "seconds between checks when no notification wakes the worker"})
+    outbox_retention_days: int = dataclasses.field(
+        default=7, metadata={"env": "OUTBOX_RETENTION_DAYS", "doc": "days delivered events are kept (0: for ever)"})
+    stream_maxlen: int = dataclasses.field(
+        default=100000, metadata={"env": "STREAM_MAXLEN", "doc": "approximate length the Redis Stream `events` is trimmed to"})
+    worker_in_process: bool | None = dataclasses.field(
+        default=None, metadata={"env": "WORKER_IN_PROCESS", "doc": "run the outbox worker inside `serve`; unset: only in the embedded mode"})
     # Rate limiting and Redis degradation (issue 5). A policy is `N/W`: N requests per window W
     # (`900s`, `15m`, `1h`, `1d`, or a bare unit like `m`). The Redis timeout bounds how long any request
     # waits on Redis (pool wait, connect, command together); after that many consecutive failures the
@@ -107,6 +132,10 @@ class Config:
         return self.database_url is None or self.redis_url is None
 
     @property
+    def runs_worker_in_process(self) -> bool:
+        return self.embedded if self.worker_in_process is None else self.worker_in_process
+
+    @property
     def effective_log_format(self) -> str:
         return self.log_format or ("text" if self.embedded else "json")
 
@@ -118,6 +147,7 @@ class Config:
         shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.repr}
         shown["database_url"] = redact_url(self.database_url)
         shown["redis_url"] = redact_url(self.redis_url)
+        shown["smtp_url"] = redact_url(self.smtp_url)
         return "Config(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
     @classmethod
@@ -158,21 +188,8 @@ class Config:
         for name in ("request_timeout", "pg_acquire_timeout", "pg_statement_timeout", "pg_command_timeout"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name.upper()} must be positive")
-        for name in ("rate_limit", "rate_limit_login"):
-            try:
-                parse_rate(getattr(self, name))
-            except ValueError as exc:
-                problems.append(f"{name.upper()}: {exc}")
-        try:
-            parse_networks(self.trusted_proxies)
-        except ValueError as exc:
-            problems.append(f"TRUSTED_PROXIES: {exc}")
-        for name in ("rate_limit_fallback_size", "redis_breaker_failures"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name.upper()} must be positive")
-        for name in ("redis_timeout", "redis_breaker_reset"):
-            if not getattr(self, name) > 0:
-                problems.append(f"{name.upper()} must be a positive number of seconds")
+        problems += _check_events(self)
+        problems += _check_rate_limits(self)
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -190,6 +207,39 @@ def _parse(f: dataclasses.Field, raw: str):
             return False
         raise ValueError("expected true or false")
     return raw
+
+
+def _check_events(config: Config) -> list[str]:
+    problems = []
+    for name in ("smtp_timeout", "outbox_batch_size", "outbox_max_attempts", "outbox_backoff_base",
+                 "outbox_backoff_max", "outbox_lease", "outbox_poll_interval", "stream_maxlen"):
+        if getattr(config, name) <= 0:
+            problems.append(f"{name.upper()} must be positive")
+    if config.outbox_retention_days < 0:
+        problems.append("OUTBOX_RETENTION_DAYS must be 0 or more")
+    if config.smtp_url and urlsplit(config.smtp_url).scheme not in ("smtp", "smtps"):
+        problems.append("SMTP_URL must start with smtp:// or smtps://")
+    return problems
+
+
+def _check_rate_limits(config: Config) -> list[str]:
+    problems = []
+    for name in ("rate_limit", "rate_limit_login"):
+        try:
+            parse_rate(getattr(config, name))
+        except ValueError as exc:
+            problems.append(f"{name.upper()}: {exc}")
+    try:
+        parse_networks(config.trusted_proxies)
+    except ValueError as exc:
+        problems.append(f"TRUSTED_PROXIES: {exc}")
+    for name in ("rate_limit_fallback_size", "redis_breaker_failures"):
+        if getattr(config, name) < 1:
+            problems.append(f"{name.upper()} must be positive")
+    for name in ("redis_timeout", "redis_breaker_reset"):
+        if not getattr(config, name) > 0:
+            problems.append(f"{name.upper()} must be a positive number of seconds")
+    return problems
 
 
 _RATE = re.compile(r"^([0-9]+)/([0-9]*)([smhd]?)$")

@@ -59,8 +59,10 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 # A statement that failed because its connection died (killed backend, server restart) never ran to
 # completion; a read can safely run again once on a fresh connection.
+# asyncpg raises InternalClientError when the server ended an idle connection and the next query finds
+# the protocol in the middle of that error.
 _CONNECTION_LOST = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, asyncpg.AdminShutdownError,
-                    ConnectionResetError)
+                    asyncpg.exceptions.InternalClientError, ConnectionResetError)
 
 
 class Pool:

@@ -144,7 +144,8 @@ _CAMEL = {"display_name": "displayName"}
 # shutting down, or no connection within the pool's wait.
 PG_UNAVAILABLE = (
     asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError,
-    asyncpg.InterfaceError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError, ConnectionError,
+    asyncpg.InterfaceError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
+    asyncpg.exceptions.InternalClientError, ConnectionError,
     OSError, asyncio.TimeoutError,
 )
 

@@ -17,7 +17,7 @@ from server.config import Config
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.migrate import migrate
 
-TABLES = "users, posts, tags, post_tags, comments"
+TABLES = "users, posts, tags, post_tags, comments, outbox_events, outbox_deliveries, mail_sent"
 
 
 @pytest.fixture(scope="session")

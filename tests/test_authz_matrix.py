@@ -56,14 +56,20 @@ MATRIX = [
     ("GET", "/api/admin/users", "/api/admin/users", None, {ANON: 401, OWNER: 403, OTHER: 403, ADMIN: 200}, False),
     ("PATCH", "/api/admin/users/{id}", "/api/admin/users/{alice}", {"role": "admin"},
      {ANON: 401, OWNER: 403, OTHER: 403, ADMIN: 200}, True),
+    ("GET", "/api/admin/events", "/api/admin/events", None, {ANON: 401, OWNER: 403, OTHER: 403, ADMIN: 200}, False),
+    ("POST", "/api/admin/events/{id}/redeliver", "/api/admin/events/{dead_event}/redeliver", None,
+     {ANON: 401, OWNER: 403, OTHER: 403, ADMIN: 202}, False),
 ]
 
 
 @pytest.fixture
 async def cast(client, db):
     alice = await actor(client, db, "alice")
+    # alice's user.created event, made a dead letter for the admin to redeliver
+    dead_event = await db.fetchval("SELECT id FROM outbox_events WHERE data->>'userId' = $1", str(alice.id))
+    await db.execute("UPDATE outbox_deliveries SET status = 'dead' WHERE event_id = $1", dead_event)
     return {"client": client, "db": db, OWNER: alice, OTHER: await actor(client, db, "bob"),
-            ADMIN: await actor(client, db, "boss", role="admin"), "alice": alice.id}
+            ADMIN: await actor(client, db, "boss", role="admin"), "alice": alice.id, "dead_event": dead_event}
 
 
 @pytest.mark.parametrize("who", WHO)
@@ -77,7 +83,8 @@ async def test_route_guard(cast, who, method, template, path, body, expected, wr
         if hasattr(body, "__await__"):
             body = await body
     before = await db.fetchrow("SELECT * FROM users WHERE id = $1", cast["alice"])
-    response = await client.request(method, path.format(alice=cast["alice"]), json=body, headers=headers)
+    response = await client.request(method, path.format(alice=cast["alice"], dead_event=cast["dead_event"]), json=body,
+                                    headers=headers)
     assert response.status == expected[who], await response.text()
     if response.status >= 400:
         assert (await response.json())["error"]["code"] == {401: "UNAUTHORIZED", 403: "FORBIDDEN"}[response.status]
