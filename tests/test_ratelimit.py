@@ -348,15 +348,24 @@ async def test_unreadable_login_bodies_count_per_address_only(login_client, body
 
 @pytest.mark.parametrize("text, parsed", [
     ("100/15m", (100, 900)), ("10/900s", (10, 900)), ("5/1h", (5, 3600)), ("60/m", (60, 60)),
-    ("3/30", (3, 30)), ("1/1d", (1, 86400)), (" 7 / 2m ", (7, 120)),
+    ("3/30", (3, 30)), ("1/1d", (1, 86400)), (" 7 / 2m ", (7, 120)), ("1000000000/1m", (10**9, 60)),
 ])
 def test_rate_syntax(text, parsed):
     assert parse_rate(text) == parsed
 
 
+async def test_a_load_test_limit_over_one_per_microsecond(script):
+    """perf/ raises the limits to 10^9 per minute: served at one per microsecond, N at once still."""
+    policy = Policy.parse("default", "1000000000/1m")
+    assert (policy.interval, policy.span) == (1, 10**9)
+    args = ("1700000000000000", policy.interval, policy.span)
+    assert await script(keys=["k"], args=args) == [0, 10**9 - 1, 1]
+
+
 @pytest.mark.parametrize("env, needle", [
     ({"RATE_LIMIT": "100"}, "RATE_LIMIT: '100' is not N/W"),
     ({"RATE_LIMIT": "0/15m"}, "RATE_LIMIT: '0/15m' needs"),
+    ({"RATE_LIMIT": "10000000000000/1s"}, "needs 1 to 10\\^12"),
     ({"RATE_LIMIT_LOGIN": "10/0s"}, "RATE_LIMIT_LOGIN: '10/0s' needs"),
     ({"RATE_LIMIT": "10/1w"}, "RATE_LIMIT: '10/1w' is not N/W"),
     ({"RATE_LIMIT": "many/1m"}, "is not N/W"),
