@@ -5,7 +5,8 @@
 # Usage: perf/limiter_cost.sh   (after `make run` or `make test` made .venv; needs wrk)
 set -u
 cd "$(dirname "$0")/.."
-export VAR_DIR=${VAR_DIR:-/tmp/limiter-cost-var} LOG_LEVEL=warning RATE_LIMIT=100000000/15m
+# No in-process outbox worker: its own Redis traffic (and retries while Redis is down) is not the limiter's.
+export VAR_DIR=${VAR_DIR:-/tmp/limiter-cost-var} LOG_LEVEL=warning RATE_LIMIT=100000000/15m WORKER_IN_PROCESS=false
 mkdir -p "$VAR_DIR"
 cpu() { [ -r "/proc/$1/stat" ] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }  # clock ticks
 free_port() { .venv/bin/python -c 'from server.embedded import free_port; print(free_port())'; }
