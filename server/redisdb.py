@@ -14,7 +14,7 @@ REDIS = web.AppKey("redis", redis.Redis)
 REDIS_BREAKER = web.AppKey("redis_breaker", Breaker)  # every request-path use of REDIS goes through it
 
 
-def create_client(url: str, max_connections: int, timeout: float = 0.25) -> redis.Redis:
+def create_client(url: str, max_connections: int, timeout: float = 0.5) -> redis.Redis:
     # A blocking pool waits briefly for a free connection instead of raising at once; short socket
     # timeouts keep a slow Redis from holding requests, and the breaker bounds the sum of all three.
     # Connections made from a pool retry nothing (redis-py's default there): the breaker decides.
