@@ -19,6 +19,7 @@ from server.breaker import Breaker
 from server.config import Config
 from server.embedded import EmbeddedRedis, free_port
 from server.ratelimit import Limiter
+from server.redisbatch import ScriptBatcher
 from server.redisdb import create_client
 
 CALLERS, SECONDS = 64, 2.0
@@ -43,7 +44,7 @@ async def main(url: str) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
     for label, target in (("redis", url), ("in memory, breaker open", dead)):
         client = create_client(target, config.redis_pool_max, config.redis_timeout)
-        limiter = Limiter(config, client, Breaker(timeout=0.25, failures=3, reset=3600))
+        limiter = Limiter(config, client, ScriptBatcher(client, Breaker(timeout=0.25, failures=3, reset=3600)))
         cpu, rate = await measure(limiter)
         print(f"{label}: {cpu:.1f} µs CPU per decision, {rate:,.0f} decisions/s")
         await client.aclose()

@@ -17,13 +17,13 @@ import redis.asyncio as redis
 from aiohttp import web
 
 from . import gcra
-from .breaker import Breaker, RedisUnavailable
+from .breaker import RedisUnavailable
 from .clientip import ClientIp
 from .config import Config, parse_networks, parse_rate
 from .db import CONFIG
 from .errors import RESPONSE_HEADERS, RateLimited
 from .redisbatch import ScriptBatcher
-from .redisdb import REDIS, REDIS_BREAKER
+from .redisdb import REDIS, REDIS_SCRIPTS
 
 LOGIN_PATH = "/api/auth/login"
 
@@ -64,14 +64,14 @@ def _seconds(micros: int) -> int:
 
 
 class Limiter:
-    def __init__(self, config: Config, client: redis.Redis, breaker: Breaker) -> None:
+    def __init__(self, config: Config, client: redis.Redis, batcher: ScriptBatcher) -> None:
         self.enabled = config.rate_limit_enabled
         self.default = Policy.parse("default", config.rate_limit)
         self.login = Policy.parse("login", config.rate_limit_login)
         self.client_ip = ClientIp(parse_networks(config.trusted_proxies))
-        self.breaker = breaker
+        self.breaker = batcher.breaker
         self.script = client.register_script(gcra.LUA)  # hashes locally; loaded on the first NOSCRIPT
-        self.batcher = ScriptBatcher(client, breaker)
+        self.batcher = batcher
         self.local = gcra.LocalGcra(config.rate_limit_fallback_size)
         # Counters for the metrics endpoint.
         self.fallbacks = 0  # decisions taken in-process because Redis was unavailable
@@ -116,7 +116,7 @@ LIMITER = web.AppKey("limiter", Limiter)
 
 
 async def ratelimit_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[LIMITER] = Limiter(app[CONFIG], app[REDIS], app[REDIS_BREAKER])
+    app[LIMITER] = Limiter(app[CONFIG], app[REDIS], app[REDIS_SCRIPTS])
     yield
 
 

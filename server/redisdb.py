@@ -9,9 +9,11 @@ from aiohttp import web
 
 from .breaker import Breaker
 from .db import CONFIG
+from .redisbatch import ScriptBatcher
 
 REDIS = web.AppKey("redis", redis.Redis)
 REDIS_BREAKER = web.AppKey("redis_breaker", Breaker)  # every request-path use of REDIS goes through it
+REDIS_SCRIPTS = web.AppKey("redis_scripts", ScriptBatcher)  # Lua calls of one loop turn share a pipeline
 
 
 def create_client(url: str, max_connections: int, timeout: float = 0.5) -> redis.Redis:
@@ -30,6 +32,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = client
     app[REDIS_BREAKER] = Breaker(timeout=config.redis_timeout, failures=config.redis_breaker_failures,
                                  reset=config.redis_breaker_reset)
+    app[REDIS_SCRIPTS] = ScriptBatcher(client, app[REDIS_BREAKER])
     yield
     await client.aclose()
     await client.connection_pool.disconnect()
