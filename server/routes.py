@@ -1,10 +1,11 @@
-"""The whole URL map on one screen, with the guard of each route."""
+"""The whole URL map on one screen, with the guard of each route and the cache policy of public reads."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from .guards import ADMIN, ANYONE, OWNER, ROUTE_GUARDS, USER
+from .cache import CACHE_POLICIES, Policy
+from .guards import ADMIN, ANYONE, OWNER, ROUTE_GUARDS, USER, is_self_or_admin
 from .handlers import admin, auth, events, health, users
 
 ID = r"{id:[1-9][0-9]{0,18}}"  # positive integers only; anything else matches no route (404)
@@ -30,9 +31,24 @@ ROUTES = [
 ]
 
 
+
+def _profile_owner(request: web.Request) -> bool:
+    return is_self_or_admin(request, int(request.match_info["id"]))
+
+
+# Public reads served from the response cache, with the versions each depends on (server/cache.py).
+# Every view that shows a user's name depends on `users`; writes bump what they change.
+CACHED = {
+    users.get_user: Policy("user", lambda r: ["users"], personal=_profile_owner),
+}
+
+
 def setup_routes(app: web.Application) -> None:
-    guards = {}
+    guards, policies = {}, {}
     for method, path, handler, guard in ROUTES:
         route = app.router.add_route(method, path, handler)
         guards[route] = guard
+        if handler in CACHED:
+            policies[route] = CACHED[handler]
     app[ROUTE_GUARDS] = guards
+    app[CACHE_POLICIES] = policies
