@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .guards import ADMIN, ANYONE, OWNER, ROUTE_GUARDS, USER
-from .handlers import admin, auth, health, users
+from .handlers import admin, auth, comments, health, posts, tags, users
 
 ID = r"{id:[1-9][0-9]{0,18}}"  # positive integers only; anything else matches no route (404)
 
@@ -23,8 +23,20 @@ ROUTES = [
     ("GET",    f"/api/users/{ID}",           users.get_user,      ANYONE),
     ("PATCH",  f"/api/users/{ID}",           users.patch_user,    OWNER),
     ("DELETE", f"/api/users/{ID}",           users.delete_user,   OWNER),
+    ("GET",    f"/api/users/{ID}/posts",     posts.list_user_posts, ANYONE),
     ("GET",    "/api/admin/users",           admin.list_users,    ADMIN),
     ("PATCH",  f"/api/admin/users/{ID}",     admin.patch_user,    ADMIN),
+    # posts, comments, tags (OWNER: the handler loads the resource, 404, then checks ownership, 403)
+    ("GET",    "/api/posts",                 posts.list_posts,    ANYONE),
+    ("POST",   "/api/posts",                 posts.create_post,   USER),
+    ("GET",    f"/api/posts/{ID}",           posts.get_post,      ANYONE),
+    ("PATCH",  f"/api/posts/{ID}",           posts.patch_post,    OWNER),   # author or admin
+    ("DELETE", f"/api/posts/{ID}",           posts.delete_post,   OWNER),   # author or admin
+    ("GET",    f"/api/posts/{ID}/comments",  comments.list_comments, ANYONE),
+    ("POST",   f"/api/posts/{ID}/comments",  comments.create_comment, USER),
+    ("GET",    f"/api/comments/{ID}",        comments.get_comment, ANYONE),
+    ("DELETE", f"/api/comments/{ID}",        comments.delete_comment, OWNER),  # its author, the post's, admin
+    ("GET",    "/api/tags",                  tags.list_tags,      ANYONE),
 ]
 
 

@@ -1,0 +1,425 @@
+-- Posts. Every read is one statement and PostgreSQL builds its JSON (the api_* functions of migration
+-- 0003, which the planner inlines), returned as text that goes straight into the response body.
+--
+-- Lists are newest first by (created_at DESC, id DESC). Each list statement answers one row:
+--   total            the exact count of the whole list, read from the counters the triggers keep
+--   data             the page's items, a JSON array
+--   more             whether another item follows the page (one more key than the page is read)
+--   last_created_at, last_id   the sort key of the page's last item, for nextCursor
+-- Three statements per list, never `$n IS NULL OR ...`, so that each has one plan:
+--   _first   the first page: $1 limit, then the filters
+--   _page    page mode past the first page: $1 limit, $2 offset, then the filters
+--   _after   cursor mode: $1 limit, $2, $3 the sort key after which to start, then the filters
+-- Shape of each: the page's keys come from one index in list order (index-only: skipping up to 10,000
+-- rows in page mode touches index pages only); then each item is built by a subquery on its primary
+-- key, a nested loop by construction whatever the row estimates.
+--
+-- Plans are made once per connection. asyncpg prepares every statement, and PostgreSQL keeps a generic
+-- plan only when it costs no more than the plans made for the actual values; otherwise it plans again
+-- on every call (about 0.3 ms here, more than the rest of the read). So nothing the planner could peek
+-- at differs between calls: the first page and cursor mode read at most 101 keys (a constant; `limit`
+-- is at most 100, the extra key says whether more follow) and stop at $1 + 1 (a window run condition);
+-- offsets, cursor keys and author ids reach the plan through one-row sub-selects, which the planner
+-- treats alike for every value. tests/test_posts_sql.py checks that each list runs on its generic plan.
+
+-- name: get_post
+-- One post with its author, tags, exact comment count and its 10 newest comments with their authors.
+SELECT json_build_object(
+           'id', p.id, 'title', p.title, 'createdAt', api_ts(p.created_at), 'updatedAt', api_ts(p.updated_at),
+           'author', api_author(u.id, u.username, u.display_name),
+           'tags', (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
+                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+           'commentCount', p.comment_count,
+           'body', p.body,
+           'comments', (SELECT coalesce(json_agg(json_build_object(
+                                 'id', c.id, 'body', c.body, 'createdAt', api_ts(c.created_at),
+                                 'author', api_author(cu.id, cu.username, cu.display_name))
+                            ORDER BY c.created_at DESC, c.id DESC), '[]')
+                        FROM (SELECT id, author_id, body, created_at FROM comments WHERE post_id = p.id
+                              ORDER BY created_at DESC, id DESC LIMIT 10) c
+                        JOIN users cu ON cu.id = c.author_id))::text
+FROM posts p
+JOIN users u ON u.id = p.author_id
+WHERE p.id = $1
+
+-- name: list_posts_first
+SELECT (SELECT sum(post_count) FROM post_total_shards)::bigint AS total, l.*
+FROM (
+    SELECT coalesce(json_agg((SELECT api_post_summary(
+                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
+                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                   p.comment_count)
+               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
+           count(*) > $1 AS more,
+           min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
+           min(k.id) FILTER (WHERE k.n = $1) AS last_id
+    FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
+          FROM (SELECT id, created_at FROM posts
+                ORDER BY created_at DESC, id DESC LIMIT 101) s) k
+    WHERE k.n <= $1 + 1
+) l
+
+-- name: list_posts_page
+SELECT (SELECT sum(post_count) FROM post_total_shards)::bigint AS total, l.*
+FROM (
+    SELECT coalesce(json_agg((SELECT api_post_summary(
+                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
+                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                   p.comment_count)
+               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
+           count(*) > $1 AS more,
+           min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
+           min(k.id) FILTER (WHERE k.n = $1) AS last_id
+    FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
+          FROM (SELECT id, created_at FROM posts
+                ORDER BY created_at DESC, id DESC LIMIT (SELECT $1::bigint + 1) OFFSET (SELECT $2::bigint)) s) k
+) l
+
+-- name: list_posts_after
+SELECT (SELECT sum(post_count) FROM post_total_shards)::bigint AS total, l.*
+FROM (
+    SELECT coalesce(json_agg((SELECT api_post_summary(
+                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
+                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                   p.comment_count)
+               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
+           count(*) > $1 AS more,
+           min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
+           min(k.id) FILTER (WHERE k.n = $1) AS last_id
+    FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
+          FROM (SELECT id, created_at FROM posts
+                WHERE (created_at, id) < ((SELECT $2::timestamptz), (SELECT $3::bigint))
+                ORDER BY created_at DESC, id DESC LIMIT 101) s) k
+    WHERE k.n <= $1 + 1
+) l
+
+-- name: list_posts_by_author_first
+-- An author's posts, whether or not their account is still active.
+SELECT coalesce((SELECT post_count FROM author_post_counts WHERE author_id = $2), 0) AS total, l.*
+FROM (
+    SELECT coalesce(json_agg((SELECT api_post_summary(
+                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
+                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                   p.comment_count)
+               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
+           count(*) > $1 AS more,
+           min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
+           min(k.id) FILTER (WHERE k.n = $1) AS last_id
+    FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
+          FROM (SELECT id, created_at FROM posts WHERE author_id = (SELECT $2::bigint)
+                ORDER BY created_at DESC, id DESC LIMIT 101) s) k
+    WHERE k.n <= $1 + 1
+) l
+
+-- name: list_posts_by_author_page
+SELECT coalesce((SELECT post_count FROM author_post_counts WHERE author_id = $3), 0) AS total, l.*
+FROM (
+    SELECT coalesce(json_agg((SELECT api_post_summary(
+                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
+                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                   p.comment_count)
+               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
+           count(*) > $1 AS more,
+           min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
+           min(k.id) FILTER (WHERE k.n = $1) AS last_id
+    FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
+          FROM (SELECT id, created_at FROM posts WHERE author_id = (SELECT $3::bigint)
+                ORDER BY created_at DESC, id DESC LIMIT (SELECT $1::bigint + 1) OFFSET (SELECT $2::bigint)) s) k
+) l
+
+-- name: list_posts_by_author_after
+SELECT coalesce((SELECT post_count FROM author_post_counts WHERE author_id = $4), 0) AS total, l.*
+FROM (
+    SELECT coalesce(json_agg((SELECT api_post_summary(
+                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
+                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                   p.comment_count)
+               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
+           count(*) > $1 AS more,
+           min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
+           min(k.id) FILTER (WHERE k.n = $1) AS last_id
+    FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
+          FROM (SELECT id, created_at FROM posts WHERE author_id = (SELECT $4::bigint)
+            AND (created_at, id) < ((SELECT $2::timestamptz), (SELECT $3::bigint))
+                ORDER BY created_at DESC, id DESC LIMIT 101) s) k
+    WHERE k.n <= $1 + 1
+) l
+
+-- name: list_posts_by_tag_first
+-- A tag's posts in the order of post_tags' copy of the post's created_at; an unknown tag is an empty list.
+SELECT coalesce((SELECT post_count FROM tags WHERE name = $2), 0) AS total, l.*
+FROM (
+    SELECT coalesce(json_agg((SELECT api_post_summary(
+                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
+                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                   p.comment_count)
+               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
+           count(*) > $1 AS more,
+           min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
+           min(k.id) FILTER (WHERE k.n = $1) AS last_id
+    FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
+          FROM (SELECT post_id AS id, post_created_at AS created_at FROM post_tags
+                WHERE tag_id = (SELECT id FROM tags WHERE name = $2)
+                ORDER BY post_created_at DESC, post_id DESC LIMIT 101) s) k
+    WHERE k.n <= $1 + 1
+) l
+
+-- name: list_posts_by_tag_page
+SELECT coalesce((SELECT post_count FROM tags WHERE name = $3), 0) AS total, l.*
+FROM (
+    SELECT coalesce(json_agg((SELECT api_post_summary(
+                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
+                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                   p.comment_count)
+               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
+           count(*) > $1 AS more,
+           min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
+           min(k.id) FILTER (WHERE k.n = $1) AS last_id
+    FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
+          FROM (SELECT post_id AS id, post_created_at AS created_at FROM post_tags
+                WHERE tag_id = (SELECT id FROM tags WHERE name = $3)
+                ORDER BY post_created_at DESC, post_id DESC LIMIT (SELECT $1::bigint + 1) OFFSET (SELECT $2::bigint)) s) k
+) l
+
+-- name: list_posts_by_tag_after
+SELECT coalesce((SELECT post_count FROM tags WHERE name = $4), 0) AS total, l.*
+FROM (
+    SELECT coalesce(json_agg((SELECT api_post_summary(
+                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
+                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                   p.comment_count)
+               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
+           count(*) > $1 AS more,
+           min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
+           min(k.id) FILTER (WHERE k.n = $1) AS last_id
+    FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
+          FROM (SELECT post_id AS id, post_created_at AS created_at FROM post_tags
+                WHERE tag_id = (SELECT id FROM tags WHERE name = $4)
+                  AND (post_created_at, post_id) < ((SELECT $2::timestamptz), (SELECT $3::bigint))
+                ORDER BY post_created_at DESC, post_id DESC LIMIT 101) s) k
+    WHERE k.n <= $1 + 1
+) l
+
+-- name: list_posts_by_author_tag_first
+-- An author's posts with a tag.
+SELECT coalesce((SELECT post_count FROM author_tag_post_counts
+                 WHERE author_id = $2 AND tag_id = (SELECT id FROM tags WHERE name = $3)), 0) AS total, l.*
+FROM (
+    SELECT coalesce(json_agg((SELECT api_post_summary(
+                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
+                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                   p.comment_count)
+               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
+           count(*) > $1 AS more,
+           min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
+           min(k.id) FILTER (WHERE k.n = $1) AS last_id
+    FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
+          FROM (SELECT post_id AS id, post_created_at AS created_at FROM post_tags
+                WHERE post_author_id = (SELECT $2::bigint) AND tag_id = (SELECT id FROM tags WHERE name = $3)
+                ORDER BY post_created_at DESC, post_id DESC LIMIT 101) s) k
+    WHERE k.n <= $1 + 1
+) l
+
+-- name: list_posts_by_author_tag_page
+SELECT coalesce((SELECT post_count FROM author_tag_post_counts
+                 WHERE author_id = $3 AND tag_id = (SELECT id FROM tags WHERE name = $4)), 0) AS total, l.*
+FROM (
+    SELECT coalesce(json_agg((SELECT api_post_summary(
+                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
+                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                   p.comment_count)
+               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
+           count(*) > $1 AS more,
+           min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
+           min(k.id) FILTER (WHERE k.n = $1) AS last_id
+    FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
+          FROM (SELECT post_id AS id, post_created_at AS created_at FROM post_tags
+                WHERE post_author_id = (SELECT $3::bigint) AND tag_id = (SELECT id FROM tags WHERE name = $4)
+                ORDER BY post_created_at DESC, post_id DESC LIMIT (SELECT $1::bigint + 1) OFFSET (SELECT $2::bigint)) s) k
+) l
+
+-- name: list_posts_by_author_tag_after
+SELECT coalesce((SELECT post_count FROM author_tag_post_counts
+                 WHERE author_id = $4 AND tag_id = (SELECT id FROM tags WHERE name = $5)), 0) AS total, l.*
+FROM (
+    SELECT coalesce(json_agg((SELECT api_post_summary(
+                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
+                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                   p.comment_count)
+               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
+           count(*) > $1 AS more,
+           min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
+           min(k.id) FILTER (WHERE k.n = $1) AS last_id
+    FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
+          FROM (SELECT post_id AS id, post_created_at AS created_at FROM post_tags
+                WHERE post_author_id = (SELECT $4::bigint) AND tag_id = (SELECT id FROM tags WHERE name = $5)
+                  AND (post_created_at, post_id) < ((SELECT $2::timestamptz), (SELECT $3::bigint))
+                ORDER BY post_created_at DESC, post_id DESC LIMIT 101) s) k
+    WHERE k.n <= $1 + 1
+) l
+
+-- name: user_posts_first
+-- GET /api/users/{id}/posts: the user's public view and a page of their posts, as one JSON object
+-- {user, posts}; no row when the user is unknown or deleted. The user id comes after the paging parameters.
+SELECT coalesce(c.post_count, 0) AS total,
+       json_build_object('user', json_build_object('id', u.id, 'username', u.username,
+                                                   'displayName', coalesce(u.display_name, ''),
+                                                   'bio', coalesce(u.bio, ''), 'createdAt', api_ts(u.created_at)),
+                         'posts', l.data)::text AS data,
+       l.more, l.last_created_at, l.last_id
+FROM users u
+LEFT JOIN author_post_counts c ON c.author_id = u.id
+CROSS JOIN LATERAL (
+    SELECT coalesce(json_agg((SELECT api_post_summary(
+                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
+                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                   p.comment_count)
+               FROM posts p WHERE p.id = k.id)
+               ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]') AS data,
+           count(*) > $1 AS more,
+           min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
+           min(k.id) FILTER (WHERE k.n = $1) AS last_id
+    FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
+          FROM (SELECT id, created_at FROM posts WHERE author_id = u.id
+                ORDER BY created_at DESC, id DESC LIMIT 101) s) k
+    WHERE k.n <= $1 + 1
+) l
+WHERE u.id = $2 AND u.disabled_at IS NULL
+
+-- name: user_posts_page
+SELECT coalesce(c.post_count, 0) AS total,
+       json_build_object('user', json_build_object('id', u.id, 'username', u.username,
+                                                   'displayName', coalesce(u.display_name, ''),
+                                                   'bio', coalesce(u.bio, ''), 'createdAt', api_ts(u.created_at)),
+                         'posts', l.data)::text AS data,
+       l.more, l.last_created_at, l.last_id
+FROM users u
+LEFT JOIN author_post_counts c ON c.author_id = u.id
+CROSS JOIN LATERAL (
+    SELECT coalesce(json_agg((SELECT api_post_summary(
+                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
+                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                   p.comment_count)
+               FROM posts p WHERE p.id = k.id)
+               ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]') AS data,
+           count(*) > $1 AS more,
+           min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
+           min(k.id) FILTER (WHERE k.n = $1) AS last_id
+    FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
+          FROM (SELECT id, created_at FROM posts WHERE author_id = u.id
+                ORDER BY created_at DESC, id DESC LIMIT (SELECT $1::bigint + 1) OFFSET (SELECT $2::bigint)) s) k
+) l
+WHERE u.id = $3 AND u.disabled_at IS NULL
+
+-- name: user_posts_after
+SELECT coalesce(c.post_count, 0) AS total,
+       json_build_object('user', json_build_object('id', u.id, 'username', u.username,
+                                                   'displayName', coalesce(u.display_name, ''),
+                                                   'bio', coalesce(u.bio, ''), 'createdAt', api_ts(u.created_at)),
+                         'posts', l.data)::text AS data,
+       l.more, l.last_created_at, l.last_id
+FROM users u
+LEFT JOIN author_post_counts c ON c.author_id = u.id
+CROSS JOIN LATERAL (
+    SELECT coalesce(json_agg((SELECT api_post_summary(
+                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
+                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                   p.comment_count)
+               FROM posts p WHERE p.id = k.id)
+               ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]') AS data,
+           count(*) > $1 AS more,
+           min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
+           min(k.id) FILTER (WHERE k.n = $1) AS last_id
+    FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
+          FROM (SELECT id, created_at FROM posts WHERE author_id = u.id
+            AND (created_at, id) < ((SELECT $2::timestamptz), (SELECT $3::bigint))
+                ORDER BY created_at DESC, id DESC LIMIT 101) s) k
+    WHERE k.n <= $1 + 1
+) l
+WHERE u.id = $4 AND u.disabled_at IS NULL
+
+-- Writes ------------------------------------------------------------------------------------------------
+
+-- name: post_author
+-- Who may change a post: its author (or an admin).
+SELECT author_id FROM posts WHERE id = $1
+
+-- name: insert_post
+-- The post and its tags ($4, normalised names that upsert_tags has just made sure exist), answered as
+-- GET /api/posts/{id} will show it. post_tags rows go in tag id order: the lock order of migration 0003.
+WITH p AS (
+    INSERT INTO posts (author_id, title, body) VALUES ($1, $2, $3)
+    RETURNING id, author_id, title, body, created_at, updated_at, comment_count
+), linked AS (
+    INSERT INTO post_tags (post_id, tag_id)
+    SELECT p.id, t.id FROM p, tags t WHERE t.name = ANY($4::text[]) ORDER BY t.id
+    RETURNING tag_id
+)
+SELECT p.id,
+       json_build_object(
+           'id', p.id, 'title', p.title, 'createdAt', api_ts(p.created_at), 'updatedAt', api_ts(p.updated_at),
+           'author', api_author(u.id, u.username, u.display_name),
+           'tags', (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
+                    FROM linked l JOIN tags t ON t.id = l.tag_id),
+           'commentCount', p.comment_count,
+           'body', p.body,
+           'comments', '[]'::json)::text AS data
+FROM p
+JOIN users u ON u.id = p.author_id
+
+-- name: update_post
+-- NULL leaves a field as it is (the API refuses null as a value); $4 false (an empty PATCH) keeps
+-- updated_at too. Locks the post's row first, as every writer of a post does (migration 0003).
+UPDATE posts
+SET title = coalesce($2, title), body = coalesce($3, body),
+    updated_at = CASE WHEN $4 THEN now() ELSE updated_at END
+WHERE id = $1
+RETURNING id
+
+-- name: replace_post_tags
+-- A PATCH's new tag set $2 (names that exist): the old and the new tag rows are locked in id order
+-- first, then the tags no longer wanted are unlinked and the new ones linked, in one statement.
+WITH locked AS (
+    SELECT id, name FROM tags
+    WHERE id IN (SELECT tag_id FROM post_tags WHERE post_id = $1) OR name = ANY($2::text[])
+    ORDER BY id
+    FOR NO KEY UPDATE
+), wanted AS (
+    SELECT id FROM locked WHERE name = ANY($2::text[])
+), unlinked AS (
+    DELETE FROM post_tags WHERE post_id = $1 AND tag_id NOT IN (SELECT id FROM wanted)
+)
+INSERT INTO post_tags (post_id, tag_id)
+SELECT $1, id FROM wanted ORDER BY id
+ON CONFLICT DO NOTHING
+
+-- name: delete_post
+-- Its comments and tag links go with it (ON DELETE CASCADE); the triggers keep every count.
+DELETE FROM posts WHERE id = $1 RETURNING id
