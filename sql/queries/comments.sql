@@ -12,8 +12,10 @@ WHERE c.id = $1
 SELECT p.comment_count AS total, l.*
 FROM posts p
 CROSS JOIN LATERAL (
-    SELECT coalesce(json_agg((SELECT api_comment(c.id, c.post_id, c.body, c.created_at, api_author(u.id, u.username, u.display_name))
-               FROM comments c JOIN users u ON u.id = c.author_id WHERE c.id = k.id)
+    SELECT coalesce(json_agg((SELECT api_comment(c.id, c.post_id, c.body, c.created_at,
+                               (SELECT api_author(u.id, u.username, u.display_name) FROM users u
+                                WHERE u.id = c.author_id))
+               FROM comments c WHERE c.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
            min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
@@ -29,8 +31,10 @@ WHERE p.id = $2
 SELECT p.comment_count AS total, l.*
 FROM posts p
 CROSS JOIN LATERAL (
-    SELECT coalesce(json_agg((SELECT api_comment(c.id, c.post_id, c.body, c.created_at, api_author(u.id, u.username, u.display_name))
-               FROM comments c JOIN users u ON u.id = c.author_id WHERE c.id = k.id)
+    SELECT coalesce(json_agg((SELECT api_comment(c.id, c.post_id, c.body, c.created_at,
+                               (SELECT api_author(u.id, u.username, u.display_name) FROM users u
+                                WHERE u.id = c.author_id))
+               FROM comments c WHERE c.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
            min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
@@ -45,8 +49,10 @@ WHERE p.id = $3
 SELECT p.comment_count AS total, l.*
 FROM posts p
 CROSS JOIN LATERAL (
-    SELECT coalesce(json_agg((SELECT api_comment(c.id, c.post_id, c.body, c.created_at, api_author(u.id, u.username, u.display_name))
-               FROM comments c JOIN users u ON u.id = c.author_id WHERE c.id = k.id)
+    SELECT coalesce(json_agg((SELECT api_comment(c.id, c.post_id, c.body, c.created_at,
+                               (SELECT api_author(u.id, u.username, u.display_name) FROM users u
+                                WHERE u.id = c.author_id))
+               FROM comments c WHERE c.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
            min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,

@@ -24,33 +24,35 @@
 
 -- name: get_post
 -- One post with its author, tags, exact comment count and its 10 newest comments with their authors.
+-- Authors and tag names are looked up one by one by primary key (sub-selects), which is what a handful
+-- of rows wants whatever the planner's costs for small tables.
 SELECT json_build_object(
            'id', p.id, 'title', p.title, 'createdAt', api_ts(p.created_at), 'updatedAt', api_ts(p.updated_at),
-           'author', api_author(u.id, u.username, u.display_name),
+           'author', (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
            'tags', (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
-                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                    FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
            'commentCount', p.comment_count,
            'body', p.body,
            'comments', (SELECT coalesce(json_agg(json_build_object(
                                  'id', c.id, 'body', c.body, 'createdAt', api_ts(c.created_at),
-                                 'author', api_author(cu.id, cu.username, cu.display_name))
+                                 'author', (SELECT api_author(u.id, u.username, u.display_name) FROM users u
+                                            WHERE u.id = c.author_id))
                             ORDER BY c.created_at DESC, c.id DESC), '[]')
                         FROM (SELECT id, author_id, body, created_at FROM comments WHERE post_id = p.id
-                              ORDER BY created_at DESC, id DESC LIMIT 10) c
-                        JOIN users cu ON cu.id = c.author_id))::text
+                              ORDER BY created_at DESC, id DESC LIMIT 10) c))::text
 FROM posts p
-JOIN users u ON u.id = p.author_id
 WHERE p.id = $1
 
 -- name: list_posts_first
 SELECT (SELECT sum(post_count) FROM post_total_shards)::bigint AS total, l.*
 FROM (
     SELECT coalesce(json_agg((SELECT api_post_summary(
-                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   p.id, p.title, p.created_at, p.updated_at,
+                   (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
-                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                    FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
                    p.comment_count)
-               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
            min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
@@ -65,11 +67,12 @@ FROM (
 SELECT (SELECT sum(post_count) FROM post_total_shards)::bigint AS total, l.*
 FROM (
     SELECT coalesce(json_agg((SELECT api_post_summary(
-                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   p.id, p.title, p.created_at, p.updated_at,
+                   (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
-                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                    FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
                    p.comment_count)
-               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
            min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
@@ -83,11 +86,12 @@ FROM (
 SELECT (SELECT sum(post_count) FROM post_total_shards)::bigint AS total, l.*
 FROM (
     SELECT coalesce(json_agg((SELECT api_post_summary(
-                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   p.id, p.title, p.created_at, p.updated_at,
+                   (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
-                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                    FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
                    p.comment_count)
-               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
            min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
@@ -104,11 +108,12 @@ FROM (
 SELECT coalesce((SELECT post_count FROM author_post_counts WHERE author_id = $2), 0) AS total, l.*
 FROM (
     SELECT coalesce(json_agg((SELECT api_post_summary(
-                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   p.id, p.title, p.created_at, p.updated_at,
+                   (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
-                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                    FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
                    p.comment_count)
-               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
            min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
@@ -123,11 +128,12 @@ FROM (
 SELECT coalesce((SELECT post_count FROM author_post_counts WHERE author_id = $3), 0) AS total, l.*
 FROM (
     SELECT coalesce(json_agg((SELECT api_post_summary(
-                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   p.id, p.title, p.created_at, p.updated_at,
+                   (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
-                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                    FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
                    p.comment_count)
-               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
            min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
@@ -141,11 +147,12 @@ FROM (
 SELECT coalesce((SELECT post_count FROM author_post_counts WHERE author_id = $4), 0) AS total, l.*
 FROM (
     SELECT coalesce(json_agg((SELECT api_post_summary(
-                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   p.id, p.title, p.created_at, p.updated_at,
+                   (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
-                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                    FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
                    p.comment_count)
-               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
            min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
@@ -162,11 +169,12 @@ FROM (
 SELECT coalesce((SELECT post_count FROM tags WHERE name = $2), 0) AS total, l.*
 FROM (
     SELECT coalesce(json_agg((SELECT api_post_summary(
-                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   p.id, p.title, p.created_at, p.updated_at,
+                   (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
-                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                    FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
                    p.comment_count)
-               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
            min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
@@ -182,11 +190,12 @@ FROM (
 SELECT coalesce((SELECT post_count FROM tags WHERE name = $3), 0) AS total, l.*
 FROM (
     SELECT coalesce(json_agg((SELECT api_post_summary(
-                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   p.id, p.title, p.created_at, p.updated_at,
+                   (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
-                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                    FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
                    p.comment_count)
-               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
            min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
@@ -201,11 +210,12 @@ FROM (
 SELECT coalesce((SELECT post_count FROM tags WHERE name = $4), 0) AS total, l.*
 FROM (
     SELECT coalesce(json_agg((SELECT api_post_summary(
-                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   p.id, p.title, p.created_at, p.updated_at,
+                   (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
-                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                    FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
                    p.comment_count)
-               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
            min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
@@ -224,11 +234,12 @@ SELECT coalesce((SELECT post_count FROM author_tag_post_counts
                  WHERE author_id = $2 AND tag_id = (SELECT id FROM tags WHERE name = $3)), 0) AS total, l.*
 FROM (
     SELECT coalesce(json_agg((SELECT api_post_summary(
-                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   p.id, p.title, p.created_at, p.updated_at,
+                   (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
-                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                    FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
                    p.comment_count)
-               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
            min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
@@ -245,11 +256,12 @@ SELECT coalesce((SELECT post_count FROM author_tag_post_counts
                  WHERE author_id = $3 AND tag_id = (SELECT id FROM tags WHERE name = $4)), 0) AS total, l.*
 FROM (
     SELECT coalesce(json_agg((SELECT api_post_summary(
-                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   p.id, p.title, p.created_at, p.updated_at,
+                   (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
-                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                    FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
                    p.comment_count)
-               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
            min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
@@ -265,11 +277,12 @@ SELECT coalesce((SELECT post_count FROM author_tag_post_counts
                  WHERE author_id = $4 AND tag_id = (SELECT id FROM tags WHERE name = $5)), 0) AS total, l.*
 FROM (
     SELECT coalesce(json_agg((SELECT api_post_summary(
-                   p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
+                   p.id, p.title, p.created_at, p.updated_at,
+                   (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
-                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                    FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
                    p.comment_count)
-               FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+               FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
            min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
@@ -297,7 +310,7 @@ CROSS JOIN LATERAL (
     SELECT coalesce(json_agg((SELECT api_post_summary(
                    p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
-                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                    FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
                    p.comment_count)
                FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]') AS data,
@@ -324,7 +337,7 @@ CROSS JOIN LATERAL (
     SELECT coalesce(json_agg((SELECT api_post_summary(
                    p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
-                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                    FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
                    p.comment_count)
                FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]') AS data,
@@ -350,7 +363,7 @@ CROSS JOIN LATERAL (
     SELECT coalesce(json_agg((SELECT api_post_summary(
                    p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
-                    FROM post_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.post_id = p.id),
+                    FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
                    p.comment_count)
                FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]') AS data,
