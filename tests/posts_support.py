@@ -68,8 +68,13 @@ async def insert_user(db: asyncpg.Connection, username: str, display_name: str |
 
 # Every counter the triggers keep, against a fresh count of the rows: the rows of this query are the drift.
 COUNTER_DRIFT = """
-SELECT 'posts.comment_count' AS counter, p.id::text AS key, p.comment_count AS kept, count(c.id) AS actual
-FROM posts p LEFT JOIN comments c ON c.post_id = p.id GROUP BY p.id HAVING p.comment_count <> count(c.id)
+SELECT 'post_stats.comment_count' AS counter, p::text AS key, coalesce(kept, 0) AS kept, coalesce(actual, 0) AS actual
+FROM (SELECT post_id AS p, comment_count AS kept FROM post_stats) k
+FULL JOIN (SELECT post_id AS p, count(*) AS actual FROM comments GROUP BY post_id) c USING (p)
+WHERE coalesce(kept, 0) <> coalesce(actual, 0)
+UNION ALL
+SELECT 'post_stats of a deleted post', s.post_id::text, s.comment_count, 0
+FROM post_stats s WHERE NOT EXISTS (SELECT FROM posts WHERE id = s.post_id)
 UNION ALL
 SELECT 'tags.post_count', t.id::text, t.post_count, count(pt.post_id)
 FROM tags t LEFT JOIN post_tags pt ON pt.tag_id = t.id GROUP BY t.id HAVING t.post_count <> count(pt.post_id)

@@ -11,6 +11,7 @@ from ..errors import REQUEST_ID, NotFound
 from ..events_hook import emit_event
 from ..guards import caller, require_owner_or_admin
 from ..inputs import Query, path_id, read_json
+from ..retry import retrying
 from ..schemas import CommentCreate
 
 _LISTS = {"first": Q.list_comments_first, "page": Q.list_comments_page, "after": Q.list_comments_after}
@@ -38,11 +39,16 @@ async def create_comment(request: web.Request) -> web.Response:
     post_id = path_id(request)
     body = await read_json(request, CommentCreate)
     author_id = caller(request).user_id
-    try:
+
+    async def write():
         async with transaction(request.app[POOL]) as conn:
             row = await conn.fetchrow(Q.insert_comment, post_id, author_id, body.body)
-            await emit_event(conn, "comment.created", {"commentId": row["id"], "postId": post_id, "authorId": author_id},
-                             request.get(REQUEST_ID))
+            await emit_event(conn, "comment.created", {"commentId": row["id"], "postId": post_id,
+                                                       "authorId": author_id}, request.get(REQUEST_ID))
+            return row
+
+    try:
+        row = await retrying(write)
     except asyncpg.ForeignKeyViolationError as exc:
         if exc.constraint_name == "comments_post_id_fkey":  # no such post, or deleted meanwhile
             raise NotFound("No such post") from None
@@ -57,6 +63,6 @@ async def delete_comment(request: web.Request) -> web.Response:
     if owners is None:
         raise NotFound("No such comment")
     require_owner_or_admin(request, owners["author_id"], owners["post_author_id"])
-    if await request.app[POOL].fetchval(Q.delete_comment, comment_id, owners["post_id"]) is None:
+    if await retrying(lambda: request.app[POOL].fetchval(Q.delete_comment, comment_id)) is None:
         raise NotFound("No such comment")
     return web.Response(status=204)

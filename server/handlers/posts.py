@@ -10,6 +10,7 @@ from ..errors import REQUEST_ID, NotFound
 from ..events_hook import emit_event
 from ..guards import caller, require_owner_or_admin
 from ..inputs import Query, path_id, read_json
+from ..retry import retrying
 from ..schemas import PostCreate, PostPatch
 
 # (by author, by tag) -> the list's statements by listing.mode(); each filter is a statement of its own.
@@ -59,11 +60,17 @@ async def get_post(request: web.Request) -> web.Response:
 async def create_post(request: web.Request) -> web.Response:
     body = await read_json(request, PostCreate)
     author_id = caller(request).user_id
-    async with transaction(request.app[POOL]) as conn:
-        if body.tags:
-            await conn.execute(Q.upsert_tags, body.tags)
-        row = await conn.fetchrow(Q.insert_post, author_id, body.title, body.body, body.tags)
-        await emit_event(conn, "post.created", {"postId": row["id"], "authorId": author_id}, request.get(REQUEST_ID))
+
+    async def write():
+        async with transaction(request.app[POOL]) as conn:
+            if body.tags:  # created on first use, in a statement of its own: see tags.sql
+                await conn.execute(Q.upsert_tags, body.tags)
+            row = await conn.fetchrow(Q.insert_post, author_id, body.title, body.body, body.tags)
+            await emit_event(conn, "post.created", {"postId": row["id"], "authorId": author_id},
+                             request.get(REQUEST_ID))
+            return row
+
+    row = await retrying(write)
     return responses.data_text(row["data"], status=201, headers={"Location": f"/api/posts/{row['id']}"})
 
 
@@ -81,20 +88,24 @@ async def patch_post(request: web.Request) -> web.Response:
     """200 with the post as GET shows it. Given `tags` replace the set; `{}` changes nothing."""
     post_id = await _owned_post(request)
     body = await read_json(request, PostPatch)
-    async with transaction(request.app[POOL]) as conn:
-        # The post's row first: the lock order every writer follows (migration 0003).
-        if await conn.fetchval(Q.update_post, post_id, body.title, body.body, bool(body.model_fields_set)) is None:
-            raise NotFound("No such post")
-        if body.tags is not None:
-            if body.tags:
-                await conn.execute(Q.upsert_tags, body.tags)
-            await conn.execute(Q.replace_post_tags, post_id, body.tags)
-        data = await conn.fetchval(Q.get_post, post_id)
-    return responses.data_text(data)
+
+    async def write():
+        async with transaction(request.app[POOL]) as conn:
+            # The post's row, its links, then tags rows: migration 0003's lock order.
+            if await conn.fetchval(Q.update_post, post_id, body.title, body.body, bool(body.model_fields_set)) is None:
+                raise NotFound("No such post")
+            if body.tags is not None:
+                if body.tags:
+                    await conn.execute(Q.upsert_tags, body.tags)
+                await conn.execute(Q.lock_post_links, post_id)
+                await conn.execute(Q.replace_post_tags, post_id, body.tags)
+            return await conn.fetchval(Q.get_post, post_id)
+
+    return responses.data_text(await retrying(write))
 
 
 async def delete_post(request: web.Request) -> web.Response:
     post_id = await _owned_post(request)
-    if await request.app[POOL].fetchval(Q.delete_post, post_id) is None:
+    if await retrying(lambda: request.app[POOL].fetchval(Q.delete_post, post_id)) is None:
         raise NotFound("No such post")
     return web.Response(status=204)

@@ -4,7 +4,8 @@
 -- Counters. Totals and counts must be exact and must not cost a count(*) per request, whoever writes:
 -- the API, outside loaders inserting rows one by one or COPYing millions, TRUNCATE. So the database keeps
 -- them itself, with triggers on the core tables:
---   posts.comment_count                a post's comments
+--   post_stats.comment_count           a post's comments (a narrow table of its own, not a column of
+--                                      posts: see the lock order)
 --   tags.post_count                    a tag's posts (its index serves GET /api/tags)
 --   author_post_counts                 an author's posts
 --   author_tag_post_counts             an author's posts with a tag (the ?author=&tag= filter)
@@ -15,11 +16,17 @@
 -- (see the lock order below); rare moves (a comment to another post, a post to another author) by row
 -- triggers whose WHEN clause makes them free for every other UPDATE.
 --
--- Lock order. Concurrent writers take row locks in one order, so the API's transactions cannot deadlock:
---   a post's row -> its author's counter row -> a shard of the total -> tags rows, by id
---   -> (author, tag) counter rows, by key -> comment rows.
--- Every multi-row counter update locks its rows in key order first. An API delete of a comment locks
--- its post first (comments.sql) because a post delete, holding the post, cascades to its comments.
+-- Lock order. Row locks are taken in the order a plain statement on the core tables takes them, so that
+-- the API's transactions cannot deadlock with each other, nor with outside writers' single statements:
+--   a post's row -> its author's counter row -> a shard of the total -> the post's post_tags and
+--   comments rows -> post_stats rows -> tags rows, by id -> (author, tag) counter rows, by key.
+-- (A post delete locks the post, counts it BEFORE the row goes, cascades to its links and comments, and
+-- the statement triggers of those cascades fire last, at the end of the outer statement. Deleting a
+-- comment or a link locks that row, then its counters. This is why a comment's count is not a column of
+-- posts: a comment delete would then lock its post after the comment, the reverse of a post delete.)
+-- Every multi-row counter update locks its rows in key order. Outside writers' multi-statement
+-- transactions can still meet the API in another order; PostgreSQL then aborts one of the two, and the
+-- API runs its write again (server/retry.py). Counts stay exact either way: an aborted write counts nothing.
 --
 -- post_tags carries a copy of its post's created_at and author_id (kept by triggers from posts, whatever
 -- a writer supplies), so a tag's posts come newest first straight from an index, with no sort of all of
@@ -60,11 +67,15 @@ $$;
 
 -- Counter columns and tables ------------------------------------------------------------------------
 
-ALTER TABLE posts ADD COLUMN comment_count bigint NOT NULL DEFAULT 0;
--- Room on each page, so that a comment's count update stays a HOT update (no index entries).
-ALTER TABLE posts SET (fillfactor = 90);
 ALTER TABLE tags ADD COLUMN post_count bigint NOT NULL DEFAULT 0;
 ALTER TABLE post_tags ADD COLUMN post_created_at timestamptz, ADD COLUMN post_author_id bigint;
+
+-- A post with no comments may have no row; a deleted post's row goes with it (posts_deleted below).
+-- No foreign key: the cascades of a post delete would otherwise lock this row before the comments.
+CREATE TABLE post_stats (
+    post_id       bigint PRIMARY KEY,
+    comment_count bigint NOT NULL
+) WITH (fillfactor = 80);  -- room for HOT updates: comment_count is in no index
 
 CREATE TABLE author_post_counts (
     author_id  bigint PRIMARY KEY,
@@ -86,8 +97,7 @@ CREATE TABLE post_total_shards (
 ) WITH (fillfactor = 50);
 
 -- Filled from the rows already there (the tables are locked above).
-UPDATE posts p SET comment_count = c.n
-FROM (SELECT post_id, count(*) AS n FROM comments GROUP BY post_id) c WHERE p.id = c.post_id;
+INSERT INTO post_stats SELECT post_id, count(*) FROM comments GROUP BY post_id;
 UPDATE tags t SET post_count = c.n
 FROM (SELECT tag_id, count(*) AS n FROM post_tags GROUP BY tag_id) c WHERE t.id = c.tag_id;
 UPDATE post_tags pt SET post_created_at = p.created_at, post_author_id = p.author_id
@@ -139,6 +149,18 @@ $$;
 CREATE TRIGGER posts_count_delete BEFORE DELETE ON posts
 FOR EACH ROW EXECUTE FUNCTION posts_count_delete();
 
+-- The deleted posts' comment counts go with them. (The statement triggers of the cascaded deletes of
+-- comments and post_tags fire after this one, at the end of the outer statement; comments_count skips
+-- posts that are gone.)
+CREATE FUNCTION posts_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM post_stats WHERE post_id IN (SELECT id FROM old_posts);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER posts_deleted AFTER DELETE ON posts REFERENCING OLD TABLE AS old_posts
+FOR EACH STATEMENT EXECUTE FUNCTION posts_deleted();
+
 -- A post given to another author, or re-dated, by an outside writer: move its count, refresh its copies.
 CREATE FUNCTION posts_moved() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -168,16 +190,24 @@ $$;
 CREATE TRIGGER posts_count_truncate AFTER TRUNCATE ON posts
 FOR EACH STATEMENT EXECUTE FUNCTION posts_count_truncate();
 
--- comments: posts.comment_count ------------------------------------------------------------------------
+-- comments: post_stats.comment_count -----------------------------------------------------------------
 
--- A post deleted with its comments (the cascade) is gone already when this runs: nothing to update.
+-- A comment is inserted (or moved) only while its post is held by the foreign key check, so the post
+-- exists and the upsert never makes a row for a deleted post. On delete, a post deleted with its
+-- comments (the cascade) is skipped: posts_deleted removes its row. Otherwise the row exists (the comment
+-- was counted), so the negative delta takes the UPDATE path. The upsert locks rows in post id order.
 CREATE FUNCTION comments_count() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    sign bigint := CASE WHEN TG_OP = 'INSERT' THEN 1 ELSE -1 END;
 BEGIN
-    PERFORM FROM posts WHERE id IN (SELECT post_id FROM changed) ORDER BY id FOR NO KEY UPDATE;
-    UPDATE posts p SET comment_count = p.comment_count + sign * d.n
-    FROM (SELECT post_id, count(*) AS n FROM changed GROUP BY post_id) d WHERE p.id = d.post_id;
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO post_stats AS s (post_id, comment_count)
+        SELECT post_id, count(*) FROM changed GROUP BY post_id ORDER BY post_id
+        ON CONFLICT (post_id) DO UPDATE SET comment_count = s.comment_count + excluded.comment_count;
+    ELSE
+        INSERT INTO post_stats AS s (post_id, comment_count)
+        SELECT post_id, -count(*) FROM changed WHERE EXISTS (SELECT FROM posts WHERE id = post_id)
+        GROUP BY post_id ORDER BY post_id
+        ON CONFLICT (post_id) DO UPDATE SET comment_count = s.comment_count + excluded.comment_count;
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -188,9 +218,9 @@ FOR EACH STATEMENT EXECUTE FUNCTION comments_count();
 
 CREATE FUNCTION comments_moved() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM FROM posts WHERE id IN (OLD.post_id, NEW.post_id) ORDER BY id FOR NO KEY UPDATE;
-    UPDATE posts SET comment_count = comment_count - 1 WHERE id = OLD.post_id;
-    UPDATE posts SET comment_count = comment_count + 1 WHERE id = NEW.post_id;
+    INSERT INTO post_stats AS s (post_id, comment_count)
+    SELECT p, d FROM (VALUES (OLD.post_id, -1), (NEW.post_id, 1)) v (p, d) ORDER BY p
+    ON CONFLICT (post_id) DO UPDATE SET comment_count = s.comment_count + excluded.comment_count;
     RETURN NULL;
 END
 $$;
@@ -199,7 +229,7 @@ WHEN (NEW.post_id IS DISTINCT FROM OLD.post_id) EXECUTE FUNCTION comments_moved(
 
 CREATE FUNCTION comments_count_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE posts SET comment_count = 0 WHERE comment_count <> 0;
+    TRUNCATE post_stats;
     RETURN NULL;
 END
 $$;

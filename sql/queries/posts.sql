@@ -31,7 +31,7 @@ SELECT json_build_object(
            'author', (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
            'tags', (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
                     FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
-           'commentCount', p.comment_count,
+           'commentCount', coalesce((SELECT comment_count FROM post_stats WHERE post_id = p.id), 0),
            'body', p.body,
            'comments', (SELECT coalesce(json_agg(json_build_object(
                                  'id', c.id, 'body', c.body, 'createdAt', api_ts(c.created_at),
@@ -51,7 +51,7 @@ FROM (
                    (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
                     FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
-                   p.comment_count)
+                   coalesce((SELECT comment_count FROM post_stats WHERE post_id = p.id), 0))
                FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
@@ -71,7 +71,7 @@ FROM (
                    (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
                     FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
-                   p.comment_count)
+                   coalesce((SELECT comment_count FROM post_stats WHERE post_id = p.id), 0))
                FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
@@ -90,7 +90,7 @@ FROM (
                    (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
                     FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
-                   p.comment_count)
+                   coalesce((SELECT comment_count FROM post_stats WHERE post_id = p.id), 0))
                FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
@@ -112,7 +112,7 @@ FROM (
                    (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
                     FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
-                   p.comment_count)
+                   coalesce((SELECT comment_count FROM post_stats WHERE post_id = p.id), 0))
                FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
@@ -132,7 +132,7 @@ FROM (
                    (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
                     FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
-                   p.comment_count)
+                   coalesce((SELECT comment_count FROM post_stats WHERE post_id = p.id), 0))
                FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
@@ -151,7 +151,7 @@ FROM (
                    (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
                     FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
-                   p.comment_count)
+                   coalesce((SELECT comment_count FROM post_stats WHERE post_id = p.id), 0))
                FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
@@ -173,7 +173,7 @@ FROM (
                    (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
                     FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
-                   p.comment_count)
+                   coalesce((SELECT comment_count FROM post_stats WHERE post_id = p.id), 0))
                FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
@@ -194,7 +194,7 @@ FROM (
                    (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
                     FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
-                   p.comment_count)
+                   coalesce((SELECT comment_count FROM post_stats WHERE post_id = p.id), 0))
                FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
@@ -214,7 +214,7 @@ FROM (
                    (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
                     FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
-                   p.comment_count)
+                   coalesce((SELECT comment_count FROM post_stats WHERE post_id = p.id), 0))
                FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
@@ -238,7 +238,7 @@ FROM (
                    (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
                     FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
-                   p.comment_count)
+                   coalesce((SELECT comment_count FROM post_stats WHERE post_id = p.id), 0))
                FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
@@ -260,7 +260,7 @@ FROM (
                    (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
                     FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
-                   p.comment_count)
+                   coalesce((SELECT comment_count FROM post_stats WHERE post_id = p.id), 0))
                FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
@@ -281,7 +281,7 @@ FROM (
                    (SELECT api_author(u.id, u.username, u.display_name) FROM users u WHERE u.id = p.author_id),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
                     FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
-                   p.comment_count)
+                   coalesce((SELECT comment_count FROM post_stats WHERE post_id = p.id), 0))
                FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
            count(*) > $1 AS more,
@@ -311,7 +311,7 @@ CROSS JOIN LATERAL (
                    p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
                     FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
-                   p.comment_count)
+                   coalesce((SELECT comment_count FROM post_stats WHERE post_id = p.id), 0))
                FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]') AS data,
            count(*) > $1 AS more,
@@ -338,7 +338,7 @@ CROSS JOIN LATERAL (
                    p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
                     FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
-                   p.comment_count)
+                   coalesce((SELECT comment_count FROM post_stats WHERE post_id = p.id), 0))
                FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]') AS data,
            count(*) > $1 AS more,
@@ -364,7 +364,7 @@ CROSS JOIN LATERAL (
                    p.id, p.title, p.created_at, p.updated_at, api_author(u.id, u.username, u.display_name),
                    (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
                     FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id) t),
-                   p.comment_count)
+                   coalesce((SELECT comment_count FROM post_stats WHERE post_id = p.id), 0))
                FROM posts p WHERE p.id = k.id)
                ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]') AS data,
            count(*) > $1 AS more,
@@ -389,7 +389,7 @@ SELECT author_id FROM posts WHERE id = $1
 -- GET /api/posts/{id} will show it. post_tags rows go in tag id order: the lock order of migration 0003.
 WITH p AS (
     INSERT INTO posts (author_id, title, body) VALUES ($1, $2, $3)
-    RETURNING id, author_id, title, body, created_at, updated_at, comment_count
+    RETURNING id, author_id, title, body, created_at, updated_at
 ), linked AS (
     INSERT INTO post_tags (post_id, tag_id)
     SELECT p.id, t.id FROM p, tags t WHERE t.name = ANY($4::text[]) ORDER BY t.id
@@ -401,7 +401,7 @@ SELECT p.id,
            'author', api_author(u.id, u.username, u.display_name),
            'tags', (SELECT coalesce(json_agg(t.name ORDER BY t.name), '[]')
                     FROM linked l JOIN tags t ON t.id = l.tag_id),
-           'commentCount', p.comment_count,
+           'commentCount', 0,
            'body', p.body,
            'comments', '[]'::json)::text AS data
 FROM p
@@ -416,9 +416,15 @@ SET title = coalesce($2, title), body = coalesce($3, body),
 WHERE id = $1
 RETURNING id
 
+-- name: lock_post_links
+-- Before a PATCH replaces a post's tags: its links, in the lock order of migration 0003 (after the post's
+-- row, before tags rows), as a plain DELETE of them would lock them.
+SELECT tag_id FROM post_tags WHERE post_id = $1 ORDER BY tag_id FOR UPDATE
+
 -- name: replace_post_tags
 -- A PATCH's new tag set $2 (names that exist): the old and the new tag rows are locked in id order
--- first, then the tags no longer wanted are unlinked and the new ones linked, in one statement.
+-- first (an unlink and a link are two trigger runs; two PATCHes swapping tags would otherwise lock
+-- them crosswise), then the tags no longer wanted are unlinked and the new ones linked.
 WITH locked AS (
     SELECT id, name FROM tags
     WHERE id IN (SELECT tag_id FROM post_tags WHERE post_id = $1) OR name = ANY($2::text[])
