@@ -40,7 +40,8 @@ SELECT (SELECT sum(post_count) FROM post_total_shards)::bigint AS total,
                 (SELECT coalesce(array_to_json(array_agg(t.name ORDER BY t.name)), '[]')
                  FROM (SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags
                        WHERE post_id = p.id) t),
-                p.comment_count)::bench_summary FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
+                coalesce((SELECT comment_count FROM post_stats WHERE post_id = p.id), 0))::bench_summary
+                FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = k.id)
                 ORDER BY k.n) FILTER (WHERE k.n <= $1)), '[]')::text AS data,
        count(*) > $1 AS more
 FROM {KEYS}
@@ -48,7 +49,8 @@ WHERE k.n <= $1 + 1
 """
 
 PY_POST = """
-SELECT p.id, p.title, p.created_at, p.updated_at, p.comment_count, p.body,
+SELECT p.id, p.title, p.created_at, p.updated_at, p.body,
+       coalesce((SELECT comment_count FROM post_stats WHERE post_id = p.id), 0) AS comment_count,
        u.id AS author_id, u.username, coalesce(u.display_name, '') AS display_name,
        array(SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id
              ORDER BY 1) AS tags,
@@ -62,7 +64,8 @@ FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = $1
 
 PY_LIST = f"""
 SELECT (SELECT sum(post_count) FROM post_total_shards)::bigint AS total, p.id, p.title, p.created_at,
-       p.updated_at, p.comment_count, u.id AS author_id, u.username, coalesce(u.display_name, '') AS display_name,
+       p.updated_at, coalesce((SELECT comment_count FROM post_stats WHERE post_id = p.id), 0) AS comment_count,
+       u.id AS author_id, u.username, coalesce(u.display_name, '') AS display_name,
        array(SELECT (SELECT name FROM tags WHERE id = tag_id) AS name FROM post_tags WHERE post_id = p.id
              ORDER BY 1) AS tags
 FROM {KEYS}

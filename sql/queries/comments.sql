@@ -28,6 +28,11 @@ CROSS JOIN LATERAL (
 WHERE p.id = $2
 
 -- name: list_comments_page
+-- `start`: the key at the offset, found by an index scan that stops there; the page reads on from it.
+WITH start AS MATERIALIZED (
+    SELECT created_at, id FROM comments WHERE post_id = (SELECT $3::bigint)
+    ORDER BY created_at DESC, id DESC OFFSET (SELECT $2::bigint) LIMIT 1
+)
 SELECT coalesce((SELECT comment_count FROM post_stats WHERE post_id = p.id), 0) AS total, l.*
 FROM posts p
 CROSS JOIN LATERAL (
@@ -41,7 +46,9 @@ CROSS JOIN LATERAL (
            min(k.id) FILTER (WHERE k.n = $1) AS last_id
     FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
           FROM (SELECT id, created_at FROM comments WHERE post_id = p.id
-                ORDER BY created_at DESC, id DESC LIMIT (SELECT $1::bigint + 1) OFFSET (SELECT $2::bigint)) s) k
+                  AND (created_at, id) <= ((SELECT created_at FROM start), (SELECT id FROM start))
+                ORDER BY created_at DESC, id DESC LIMIT 101) s) k
+    WHERE k.n <= $1 + 1
 ) l
 WHERE p.id = $3
 
@@ -59,7 +66,7 @@ CROSS JOIN LATERAL (
            min(k.id) FILTER (WHERE k.n = $1) AS last_id
     FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
           FROM (SELECT id, created_at FROM comments WHERE post_id = p.id
-            AND (created_at, id) < ((SELECT $2::timestamptz), (SELECT $3::bigint))
+                  AND (created_at, id) < ((SELECT $2::timestamptz), (SELECT $3::bigint))
                 ORDER BY created_at DESC, id DESC LIMIT 101) s) k
     WHERE k.n <= $1 + 1
 ) l

@@ -8,19 +8,24 @@
 --   last_created_at, last_id   the sort key of the page's last item, for nextCursor
 -- Three statements per list, never `$n IS NULL OR ...`, so that each has one plan:
 --   _first   the first page: $1 limit, then the filters
---   _page    page mode past the first page: $1 limit, $2 offset, then the filters
+--   _page    page mode past the first page: $1 limit, $2 offset (rows to skip), then the filters
 --   _after   cursor mode: $1 limit, $2, $3 the sort key after which to start, then the filters
--- Shape of each: the page's keys come from one index in list order (index-only: skipping up to 10,000
--- rows in page mode touches index pages only); then each item is built by a subquery on its primary
--- key, a nested loop by construction whatever the row estimates.
+-- Shape of each: the page's keys come from one index in list order, at most 101 of them (`limit` is at
+-- most 100; the extra key says whether more follow), and a window run condition (n <= $1 + 1) stops
+-- the scan when the page is read; then each item is built by a subquery on its primary key, a nested
+-- loop by construction whatever the row estimates. Page mode first finds the key at the offset (`start`:
+-- an index-only scan of at most 10,000 entries, page x limit being at most that), then reads on from it.
 --
 -- Plans are made once per connection. asyncpg prepares every statement, and PostgreSQL keeps a generic
 -- plan only when it costs no more than the plans made for the actual values; otherwise it plans again
 -- on every call (about 0.3 ms here, more than the rest of the read). So nothing the planner could peek
--- at differs between calls: the first page and cursor mode read at most 101 keys (a constant; `limit`
--- is at most 100, the extra key says whether more follow) and stop at $1 + 1 (a window run condition);
--- offsets, cursor keys and author ids reach the plan through one-row sub-selects, which the planner
--- treats alike for every value. tests/test_posts_sql.py checks that each list runs on its generic plan.
+-- at differs between calls, and every row estimate that decides the plan is a constant: the LIMIT is
+-- the constant 101, and offsets, cursor keys and author ids reach the plan through one-row sub-selects,
+-- which the planner treats alike for every value. (A LIMIT or OFFSET that is a parameter is estimated at
+-- 10% of the rows, a guess that also differs between plan shapes: a parallel sort of the whole table
+-- looked cheaper than the index once its rows were multiplied by the per-item subqueries; `start`
+-- returns one row whatever its plan, so its guess cannot leak.)
+-- tests/test_posts_sql.py checks that each read runs on its generic plan; docs/query-plans.md shows them.
 
 -- name: get_post
 -- One post with its author, tags, exact comment count and its 10 newest comments with their authors.
@@ -64,6 +69,11 @@ FROM (
 ) l
 
 -- name: list_posts_page
+-- `start`: the key at the offset, found by an index scan that stops there; the page reads on from it.
+WITH start AS MATERIALIZED (
+    SELECT created_at, id FROM posts
+    ORDER BY created_at DESC, id DESC OFFSET (SELECT $2::bigint) LIMIT 1
+)
 SELECT (SELECT sum(post_count) FROM post_total_shards)::bigint AS total, l.*
 FROM (
     SELECT coalesce(json_agg((SELECT api_post_summary(
@@ -79,7 +89,9 @@ FROM (
            min(k.id) FILTER (WHERE k.n = $1) AS last_id
     FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
           FROM (SELECT id, created_at FROM posts
-                ORDER BY created_at DESC, id DESC LIMIT (SELECT $1::bigint + 1) OFFSET (SELECT $2::bigint)) s) k
+                WHERE (created_at, id) <= ((SELECT created_at FROM start), (SELECT id FROM start))
+                ORDER BY created_at DESC, id DESC LIMIT 101) s) k
+    WHERE k.n <= $1 + 1
 ) l
 
 -- name: list_posts_after
@@ -125,6 +137,11 @@ FROM (
 ) l
 
 -- name: list_posts_by_author_page
+-- `start`: the key at the offset, found by an index scan that stops there; the page reads on from it.
+WITH start AS MATERIALIZED (
+    SELECT created_at, id FROM posts WHERE author_id = (SELECT $3::bigint)
+    ORDER BY created_at DESC, id DESC OFFSET (SELECT $2::bigint) LIMIT 1
+)
 SELECT coalesce((SELECT post_count FROM author_post_counts WHERE author_id = $3), 0) AS total, l.*
 FROM (
     SELECT coalesce(json_agg((SELECT api_post_summary(
@@ -140,7 +157,9 @@ FROM (
            min(k.id) FILTER (WHERE k.n = $1) AS last_id
     FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
           FROM (SELECT id, created_at FROM posts WHERE author_id = (SELECT $3::bigint)
-                ORDER BY created_at DESC, id DESC LIMIT (SELECT $1::bigint + 1) OFFSET (SELECT $2::bigint)) s) k
+                  AND (created_at, id) <= ((SELECT created_at FROM start), (SELECT id FROM start))
+                ORDER BY created_at DESC, id DESC LIMIT 101) s) k
+    WHERE k.n <= $1 + 1
 ) l
 
 -- name: list_posts_by_author_after
@@ -159,7 +178,7 @@ FROM (
            min(k.id) FILTER (WHERE k.n = $1) AS last_id
     FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
           FROM (SELECT id, created_at FROM posts WHERE author_id = (SELECT $4::bigint)
-            AND (created_at, id) < ((SELECT $2::timestamptz), (SELECT $3::bigint))
+                  AND (created_at, id) < ((SELECT $2::timestamptz), (SELECT $3::bigint))
                 ORDER BY created_at DESC, id DESC LIMIT 101) s) k
     WHERE k.n <= $1 + 1
 ) l
@@ -187,6 +206,12 @@ FROM (
 ) l
 
 -- name: list_posts_by_tag_page
+-- `start`: the key at the offset, found by an index scan that stops there; the page reads on from it.
+WITH start AS MATERIALIZED (
+    SELECT post_created_at AS created_at, post_id AS id FROM post_tags
+    WHERE tag_id = (SELECT id FROM tags WHERE name = $3)
+    ORDER BY post_created_at DESC, post_id DESC OFFSET (SELECT $2::bigint) LIMIT 1
+)
 SELECT coalesce((SELECT post_count FROM tags WHERE name = $3), 0) AS total, l.*
 FROM (
     SELECT coalesce(json_agg((SELECT api_post_summary(
@@ -203,7 +228,9 @@ FROM (
     FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
           FROM (SELECT post_id AS id, post_created_at AS created_at FROM post_tags
                 WHERE tag_id = (SELECT id FROM tags WHERE name = $3)
-                ORDER BY post_created_at DESC, post_id DESC LIMIT (SELECT $1::bigint + 1) OFFSET (SELECT $2::bigint)) s) k
+                  AND (post_created_at, post_id) <= ((SELECT created_at FROM start), (SELECT id FROM start))
+                ORDER BY post_created_at DESC, post_id DESC LIMIT 101) s) k
+    WHERE k.n <= $1 + 1
 ) l
 
 -- name: list_posts_by_tag_after
@@ -252,6 +279,12 @@ FROM (
 ) l
 
 -- name: list_posts_by_author_tag_page
+-- `start`: the key at the offset, found by an index scan that stops there; the page reads on from it.
+WITH start AS MATERIALIZED (
+    SELECT post_created_at AS created_at, post_id AS id FROM post_tags
+    WHERE post_author_id = (SELECT $3::bigint) AND tag_id = (SELECT id FROM tags WHERE name = $4)
+    ORDER BY post_created_at DESC, post_id DESC OFFSET (SELECT $2::bigint) LIMIT 1
+)
 SELECT coalesce((SELECT post_count FROM author_tag_post_counts
                  WHERE author_id = $3 AND tag_id = (SELECT id FROM tags WHERE name = $4)), 0) AS total, l.*
 FROM (
@@ -269,7 +302,9 @@ FROM (
     FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
           FROM (SELECT post_id AS id, post_created_at AS created_at FROM post_tags
                 WHERE post_author_id = (SELECT $3::bigint) AND tag_id = (SELECT id FROM tags WHERE name = $4)
-                ORDER BY post_created_at DESC, post_id DESC LIMIT (SELECT $1::bigint + 1) OFFSET (SELECT $2::bigint)) s) k
+                  AND (post_created_at, post_id) <= ((SELECT created_at FROM start), (SELECT id FROM start))
+                ORDER BY post_created_at DESC, post_id DESC LIMIT 101) s) k
+    WHERE k.n <= $1 + 1
 ) l
 
 -- name: list_posts_by_author_tag_after
@@ -325,6 +360,11 @@ CROSS JOIN LATERAL (
 WHERE u.id = $2 AND u.disabled_at IS NULL
 
 -- name: user_posts_page
+-- `start`: the key at the offset, found by an index scan that stops there; the page reads on from it.
+WITH start AS MATERIALIZED (
+    SELECT created_at, id FROM posts WHERE author_id = (SELECT $3::bigint)
+    ORDER BY created_at DESC, id DESC OFFSET (SELECT $2::bigint) LIMIT 1
+)
 SELECT coalesce(c.post_count, 0) AS total,
        json_build_object('user', json_build_object('id', u.id, 'username', u.username,
                                                    'displayName', coalesce(u.display_name, ''),
@@ -346,9 +386,12 @@ CROSS JOIN LATERAL (
            min(k.id) FILTER (WHERE k.n = $1) AS last_id
     FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
           FROM (SELECT id, created_at FROM posts WHERE author_id = u.id
-                ORDER BY created_at DESC, id DESC LIMIT (SELECT $1::bigint + 1) OFFSET (SELECT $2::bigint)) s) k
+                  AND (created_at, id) <= ((SELECT created_at FROM start), (SELECT id FROM start))
+                ORDER BY created_at DESC, id DESC LIMIT 101) s) k
+    WHERE k.n <= $1 + 1
 ) l
 WHERE u.id = $3 AND u.disabled_at IS NULL
+
 
 -- name: user_posts_after
 SELECT coalesce(c.post_count, 0) AS total,
@@ -372,7 +415,7 @@ CROSS JOIN LATERAL (
            min(k.id) FILTER (WHERE k.n = $1) AS last_id
     FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
           FROM (SELECT id, created_at FROM posts WHERE author_id = u.id
-            AND (created_at, id) < ((SELECT $2::timestamptz), (SELECT $3::bigint))
+                  AND (created_at, id) < ((SELECT $2::timestamptz), (SELECT $3::bigint))
                 ORDER BY created_at DESC, id DESC LIMIT 101) s) k
     WHERE k.n <= $1 + 1
 ) l
