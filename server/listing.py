@@ -11,10 +11,10 @@ from aiohttp import web
 
 from . import responses
 from .inputs import MAX_ID, Paging, Query, encode_cursor, paging
+from .schemas import TAG
 
 POSTS = "p"      # cursor kinds: a cursor of one kind of list is refused by the others
 COMMENTS = "c"
-_TAG = re.compile(r"[a-z0-9-]{1,32}")
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 
@@ -55,7 +55,7 @@ def tag_filter(query: Query) -> str | None:
     if value is None:
         return None
     name = value.strip().lower()
-    if not _TAG.fullmatch(name):
+    if not TAG.fullmatch(name):
         query.fault("tag", "must be a tag name: 1-32 of a-z, 0-9 and -")
         return None
     return name
