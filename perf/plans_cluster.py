@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, ".")
-from perf.query_plans import main as explain_main  # noqa: E402
+sys.path[:0] = [".", str(Path(__file__).parent)]
+from query_plans import main as explain_main  # noqa: E402
 from server.embedded import EmbeddedPostgres  # noqa: E402
 from server.migrate import migrate  # noqa: E402
 

@@ -135,10 +135,11 @@ $$;
 CREATE TRIGGER posts_count_insert AFTER INSERT ON posts REFERENCING NEW TABLE AS new_posts
 FOR EACH STATEMENT EXECUTE FUNCTION posts_count_insert();
 
--- BEFORE each row, not AFTER the statement: the delete cascades to post_tags, whose trigger locks tags
--- rows, and a post create locks its author's row before its tags; counting here keeps that order.
--- (The row is already locked when this runs; a row deleted or changed by another writer meanwhile is
--- re-checked first, so a row counted here is a row deleted.)
+-- Counted BEFORE each row goes, so a delete locks the author's row and a shard right after the post, in
+-- the order a create takes them, before the cascades reach the post's links, comments and tags. (A bulk
+-- delete of posts pays a row trigger per post; bulk deletes are rare, bulk inserts are not.) The row is
+-- already locked when this runs; a row deleted or changed by another writer meanwhile is re-checked
+-- first, so a row counted here is a row deleted.
 CREATE FUNCTION posts_count_delete() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE author_post_counts SET post_count = post_count - 1 WHERE author_id = OLD.author_id;
