@@ -118,3 +118,81 @@ async def test_redis_outage_bypasses_the_cache_and_nothing_stale_survives_it(aio
         assert (await response.json())["data"]["bio"] == "changed"
         await asyncio.sleep(0.05)
     assert reader.server.app[CACHE].hits >= 1  # and the cache serves again
+
+
+async def _post(client, who, title="Hello", tags=("news",)) -> dict:
+    response = await client.post("/api/posts", json={"title": title, "body": "Text", "tags": list(tags)},
+                                 headers=who.headers)
+    assert response.status == 201, await response.text()
+    return (await response.json())["data"]
+
+
+async def test_every_cached_view_of_posts_follows_writes_made_on_another_instance(two, db):
+    """Warm every post view on b, write on a, and read each view on b at once."""
+    a, b = two
+    ann = await actor(a, db, "ann")
+    post = await _post(a, ann)
+    views = [f"/api/posts/{post['id']}", "/api/posts", "/api/posts?tag=news", f"/api/users/{ann.id}/posts",
+             f"/api/posts/{post['id']}/comments", "/api/tags"]
+
+    async def read_all():
+        return {view: (await (await b.get(view)).json())["data"] for view in views}
+
+    await read_all()
+    await read_all()  # now served from b's cache
+    hits = b.server.app[CACHE].hits
+    assert hits >= len(views)
+
+    # A new comment: the post, its comments, and the commentCount in every list.
+    await a.post(f"/api/posts/{post['id']}/comments", json={"body": "First!"}, headers=ann.headers)
+    seen = await read_all()
+    assert seen[views[0]]["commentCount"] == 1 and seen[views[0]]["comments"][0]["body"] == "First!"
+    assert seen[views[1]][0]["commentCount"] == 1 and seen[views[2]][0]["commentCount"] == 1
+    assert seen[views[3]]["posts"][0]["commentCount"] == 1 and len(seen[views[4]]) == 1
+
+    # The author's new displayName, inside every cached post view.
+    await a.patch(f"/api/users/{ann.id}", json={"displayName": "Ann B."}, headers=ann.headers)
+    seen = await read_all()
+    assert seen[views[0]]["author"]["displayName"] == "Ann B."
+    assert seen[views[0]]["comments"][0]["author"]["displayName"] == "Ann B."
+    assert seen[views[1]][0]["author"]["displayName"] == "Ann B."
+    assert seen[views[3]]["user"]["displayName"] == "Ann B."
+
+    # Retagging moves the post between tag lists and the tag counts.
+    await a.patch(f"/api/posts/{post['id']}", json={"tags": ["sports"]}, headers=ann.headers)
+    seen = await read_all()
+    assert seen[views[2]] == [] and seen[views[5]] == [{"name": "sports", "postCount": 1}]
+
+    # Deleted: gone from every view.
+    await a.delete(f"/api/posts/{post['id']}", headers=ann.headers)
+    assert (await b.get(views[0])).status == 404
+    seen = {view: await (await b.get(view)).json() for view in views[1:4]}
+    assert seen[views[1]]["data"] == [] and seen[views[1]]["meta"]["total"] == 0
+
+
+async def test_randomised_callers_on_cached_routes_get_the_answer_meant_for_them(client, db):
+    """Anonymous, two users and an admin, in random order over every cached route: the public routes answer
+    the same bytes to all, and a profile shows an email only to its owner and the admin."""
+    import random
+
+    alice, bob = await actor(client, db, "alice"), await actor(client, db, "bob")
+    admin = await actor(client, db, "boss", role="admin")
+    post = await _post(client, alice)
+    await client.post(f"/api/posts/{post['id']}/comments", json={"body": "Hi"}, headers=bob.headers)
+    public = [f"/api/posts/{post['id']}", "/api/posts", "/api/posts?tag=news", f"/api/users/{alice.id}/posts",
+              f"/api/posts/{post['id']}/comments", "/api/comments/1", "/api/tags"]
+    rng = random.Random(11)
+    answers: dict[str, bytes] = {}
+    for _ in range(120):
+        who = rng.choice([None, alice, bob, admin])
+        headers = who.headers if who else {}
+        profile = rng.choice([alice, bob])
+        response = await client.get(f"/api/users/{profile.id}", headers=headers)
+        data = (await response.json())["data"]
+        assert ("email" in data) is (who is profile or who is admin)
+        if "email" in data:
+            assert data["email"] == profile.user["email"]
+        view = rng.choice(public)
+        body = await (await client.get(view, headers=headers)).read()
+        assert answers.setdefault(view, body) == body
+        assert b"@example.com" not in body
