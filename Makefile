@@ -3,13 +3,19 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test clean perf perf-setup
+.PHONY: run test clean perf perf-setup faults
 
 run: $(VENV)/.installed-run
 	$(BIN)/python -m server serve
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fault suite at full length (README, "Resilience"); `make test` runs it briefly. Its figures go to
+# docs/faults-latest.md.
+faults: $(VENV)/.installed-test
+	FAULTS=full FAULTS_REPORT=docs/faults-latest.md $(BIN)/python -m pytest -q tests/test_faults.py $(PYTEST_ARGS)
+	@cat docs/faults-latest.md
 
 $(VENV)/.installed-run: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -72,7 +72,7 @@ class Config:
     refresh_token_ttl: int = dataclasses.field(default=7 * 24 * 3600, metadata={"env": "REFRESH_TOKEN_TTL", "doc": "refresh token lifetime in seconds"})
     # Overload protection: past these bounds a request is answered 503 at once instead of queueing.
     max_in_flight: int = dataclasses.field(
-        default=512, metadata={"env": "MAX_IN_FLIGHT", "doc": "requests handled at once per process; more get an immediate 503"})
+        default=128, metadata={"env": "MAX_IN_FLIGHT", "doc": "requests handled at once per process; more get an immediate 503"})
     request_timeout: float = dataclasses.field(
         default=10.0, metadata={"env": "REQUEST_TIMEOUT", "doc": "seconds a request may take before it is answered 503"})
     pg_acquire_timeout: float = dataclasses.field(
@@ -129,6 +129,17 @@ class Config:
         default=3, metadata={"env": "REDIS_BREAKER_FAILURES", "doc": "consecutive Redis failures that open the circuit breaker"})
     redis_breaker_reset: float = dataclasses.field(
         default=2.0, metadata={"env": "REDIS_BREAKER_RESET", "doc": "seconds the breaker stays open before one probe tries Redis again"})
+    # Resilience (issue 9): slow clients, the graceful stop, the listen queue (server/protocol.py,
+    # server/runner.py). The body deadline stays below REQUEST_TIMEOUT so that a slow client gets its 408
+    # before the request deadline answers 503 for it.
+    header_timeout: float = dataclasses.field(
+        default=10.0, metadata={"env": "HEADER_TIMEOUT", "doc": "seconds a client has to send a request's line and headers from its first byte; then the connection is closed"})
+    body_timeout: float = dataclasses.field(
+        default=5.0, metadata={"env": "BODY_TIMEOUT", "doc": "seconds a client has to send a request's body once its headers are in; then 408 and the connection is closed"})
+    shutdown_timeout: float = dataclasses.field(
+        default=10.0, metadata={"env": "SHUTDOWN_TIMEOUT", "doc": "seconds a stopping process gives requests in flight before it cancels them"})
+    listen_backlog: int = dataclasses.field(
+        default=1024, metadata={"env": "LISTEN_BACKLOG", "doc": "connections the kernel queues before the process accepts them (at most net.core.somaxconn)"})
 
     @property
     def embedded(self) -> bool:
@@ -189,7 +200,8 @@ class Config:
                      "refresh_token_ttl", "max_in_flight", "cache_ttl"):
             if getattr(self, name) < 1:
                 problems.append(f"{name.upper()} must be positive")
-        for name in ("request_timeout", "pg_acquire_timeout", "pg_statement_timeout", "pg_command_timeout"):
+        for name in ("request_timeout", "pg_acquire_timeout", "pg_statement_timeout", "pg_command_timeout",
+                     "header_timeout", "body_timeout", "shutdown_timeout", "listen_backlog"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name.upper()} must be positive")
         problems += _check_events(self)

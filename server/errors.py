@@ -10,6 +10,7 @@ ApiError
 ├── Forbidden              403 FORBIDDEN
 ├── NotFound               404 NOT_FOUND
 ├── MethodNotAllowed       405 METHOD_NOT_ALLOWED
+├── RequestTimeout         408 REQUEST_TIMEOUT (a body that does not arrive in time: server/protocol.py)
 ├── Conflict               409 CONFLICT
 ├── PayloadTooLarge        413 PAYLOAD_TOO_LARGE
 ├── UnsupportedMediaType   415 UNSUPPORTED_MEDIA_TYPE
@@ -91,6 +92,10 @@ class NotFound(ApiError):
 
 class MethodNotAllowed(ApiError):
     status, code, message = 405, "METHOD_NOT_ALLOWED", "Method not allowed"
+
+
+class RequestTimeout(ApiError):
+    status, code, message = 408, "REQUEST_TIMEOUT", "The request did not arrive in time"
 
 
 class Conflict(ApiError):

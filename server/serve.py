@@ -3,40 +3,32 @@
 The parent (`python -m server serve`) starts any embedded servers and applies migrations once, then
 starts N children (`python -m server.serve`) that only serve. Each child binds its own listening socket
 with SO_REUSEPORT, so the kernel spreads new connections over them and no process hands sockets to
-another. SIGTERM or SIGINT to the parent is forwarded to every child; the parent exits once they all
-have, 0 when they stopped on request, 1 when one died on its own (the others are stopped then too:
-a process manager above restarts the whole unit).
+another. The supervisor itself (signals, reloads, exit codes) is server/supervisor.py.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
-import subprocess
 import sys
-import time
 
 import asyncpg
 import uvloop
 
 from .config import Config
+from .supervisor import Supervisor
 
 log = logging.getLogger("server.serve")
 
 # Connections kept free of the API pools for migrations, the outbox worker, psql and the perf runner.
 RESERVED_CONNECTIONS = 10
-STOP_TIMEOUT = 30.0  # seconds children get to finish their requests before they are killed
 
 
-def run_one(config: Config, reuse_port: bool = False) -> None:
-    """Serve in this process until SIGINT or SIGTERM (aiohttp's run_app handles both, exiting 0)."""
-    from aiohttp import web
+def run_one(config: Config, reuse_port: bool = False, ready_fd: int | None = None) -> None:
+    """Serve in this process until SIGINT or SIGTERM, then stop gracefully (server/runner.py)."""
+    from .runner import serve
 
-    from .app import create_app
-
-    web.run_app(create_app(config), host=config.host, port=config.port, access_log=None, print=None,
-                loop=uvloop.new_event_loop(), shutdown_timeout=10, reuse_port=reuse_port)
+    uvloop.run(serve(config, reuse_port=reuse_port, ready_fd=ready_fd))
 
 
 def pool_sizes(config: Config, max_connections: int, reserved_by_server: int) -> tuple[int, int]:
@@ -70,54 +62,20 @@ def supervise(config: Config) -> int:
     env = {**os.environ, "DATABASE_URL": config.database_url, "REDIS_URL": config.redis_url,
            "HOST": config.host, "PORT": str(config.port), "WORKERS": "1",
            "PG_POOL_MIN": str(low), "PG_POOL_MAX": str(high), "LOG_FORMAT": config.effective_log_format}
-    stopping = False
-    # Children get sessions of their own: a terminal's Ctrl-C reaches only us, and we stop them in order.
-    # When the outbox worker runs in-process (the embedded mode), the first child alone runs it.
-    procs = [subprocess.Popen([sys.executable, "-m", "server.serve"], start_new_session=True,
-                              env={**env, "WORKER_IN_PROCESS": str(config.runs_worker_in_process and n == 0).lower()})
-             for n in range(config.workers)]
-    log.info("serving on http://%s:%d with %d processes (%s), pool %d-%d each", config.host, config.port,
-             len(procs), ", ".join(str(p.pid) for p in procs), low, high)
-
-    def stop(signum=None, frame=None) -> None:
-        nonlocal stopping
-        stopping = True
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    code = 0
-    try:
-        while any(p.poll() is None for p in procs):
-            for proc in procs:
-                if proc.poll() not in (None, 0) and not stopping:
-                    log.error("worker %d exited with %d: stopping the others", proc.pid, proc.returncode)
-                    code = 1
-                    stop()
-            time.sleep(0.2)
-        deadline = time.monotonic() + STOP_TIMEOUT
-        for proc in procs:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                code = 1
-        if not stopping or any(p.returncode != 0 for p in procs):
-            code = 1
-    finally:
-        stop()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    return code
+    return Supervisor(config, env, (low, high)).run()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     from .logs import configure
 
+    parser = argparse.ArgumentParser(prog="python -m server.serve", description="one API process of serve --workers N")
+    parser.add_argument("--ready-fd", type=int, help="descriptor to write a line to once listening")
+    args = parser.parse_args(argv)
     config = Config.from_env()
     configure(config.log_level, config.effective_log_format)
-    run_one(config, reuse_port=True)
+    run_one(config, reuse_port=True, ready_fd=args.ready_fd)
     return 0
 
 

@@ -1,0 +1,248 @@
+"""Graceful stop, zero-downtime reload and slow clients, against real `python -m server serve` processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from tests.faultkit import Api, children, rss_mib, service_env
+from tests.loadgen import Load, summary
+
+GET = b"GET /api/posts?limit=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+def _env(base_config, **extra) -> dict[str, str]:
+    return service_env(base_config.database_url, base_config.redis_url, LOG_LEVEL="info", **extra)
+
+
+def _read_answer(sock: socket.socket, timeout: float = 10) -> tuple[int, dict[str, str]]:
+    """One HTTP answer from a keep-alive connection: (status, headers); (0, {}) if it was closed."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return 0, {}
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    while len(body) < int(headers.get("content-length", 0)):
+        body += sock.recv(65536)
+    return int(lines[0].split()[1]), headers
+
+
+@pytest.fixture
+def connect():
+    """Connections of the test, all closed at its end."""
+    opened: list[socket.socket] = []
+
+    def open_one(port: int) -> socket.socket:
+        opened.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        return opened[-1]
+
+    yield open_one
+    for sock in opened:
+        sock.close()
+
+
+def _unexpected_eofs(pg_server) -> int:
+    """Client connections PostgreSQL saw vanish without a goodbye (a pool not closed)."""
+    log = Path(pg_server.link) / "server.log"
+    return log.read_text(errors="replace").count("unexpected EOF on client connection")
+
+
+async def _token(url: str) -> str:
+    name = f"sd{time.monotonic_ns() % 10**10}"
+    async with aiohttp.ClientSession() as session:
+        body = {"email": f"{name}@example.com", "username": name, "password": "correct horse"}
+        async with session.post(url + "/api/users", json=body) as response:
+            assert response.status == 201
+        async with session.post(url + "/api/auth/login", json={"email": body["email"], "password": body["password"]}) as r:
+            return (await r.json())["data"]["accessToken"]
+
+
+async def test_sigterm_finishes_requests_in_flight_closes_pools_and_exits_0(base_config, pg_server, tmp_path,
+                                                                             connect):
+    """Requests held in PostgreSQL (behind a table lock) when SIGTERM arrives: the process stops
+    accepting at once, answers them when the lock goes, with `Connection: close`, closes its pools and
+    exits 0; PostgreSQL sees every connection of it end properly."""
+    api = Api(_env(base_config, SHUTDOWN_TIMEOUT=10), tmp_path / "api.log").start()
+    token = await _token(api.url)
+    eofs = _unexpected_eofs(pg_server)
+    lock = await asyncpg.connect(base_config.database_url)
+    try:
+        async with aiohttp.ClientSession() as session:
+            transaction = lock.transaction()
+            await transaction.start()
+            await lock.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+            held = [asyncio.create_task(session.get(api.url + "/api/users/me", headers={"Authorization": f"Bearer {token}"}))
+                    for _ in range(5)]
+            await asyncio.sleep(0.5)  # all five wait for the lock inside PostgreSQL
+            api.signal(signal.SIGTERM)
+            await asyncio.sleep(1.0)
+            assert api.proc.poll() is None  # still draining
+            with pytest.raises(ConnectionRefusedError):
+                connect(api.port)
+            await transaction.rollback()
+            answers = await asyncio.gather(*held)
+            assert [r.status for r in answers] == [200] * 5
+            assert all(r.headers["Connection"] == "close" for r in answers)
+        assert await asyncio.to_thread(api.wait, 15) == 0
+    finally:
+        await lock.close()
+        api.stop()
+    await asyncio.sleep(0.2)
+    assert _unexpected_eofs(pg_server) == eofs
+    assert any('"stopped"' in line for line in api.lines())
+
+
+def test_sigterm_serves_requests_already_sent_and_connections_not_yet_accepted(base_config, tmp_path, connect):
+    """Frozen (SIGSTOP) while requests arrive on idle keep-alive connections and on new connections the
+    kernel queues but the process has not accepted: after SIGTERM and SIGCONT every one is answered.
+    (aiohttp's own shutdown reset the queued connections and dropped data read after its signal.)"""
+    api = Api(_env(base_config), tmp_path / "api.log").start()
+    try:
+        idle = [connect(api.port) for _ in range(5)]
+        for sock in idle:
+            sock.sendall(GET)
+            assert _read_answer(sock)[0] == 200
+        api.signal(signal.SIGSTOP)
+        fresh = [connect(api.port) for _ in range(5)]
+        for sock in idle + fresh:
+            sock.sendall(GET)
+        api.signal(signal.SIGTERM)
+        time.sleep(0.1)
+        api.signal(signal.SIGCONT)
+        answers = [_read_answer(sock) for sock in idle + fresh]
+        assert [status for status, _ in answers] == [200] * 10
+        assert all(headers["connection"] == "close" for _, headers in answers)
+        assert api.wait(15) == 0
+    finally:
+        api.stop()
+
+
+async def test_shutdown_timeout_bounds_the_drain(base_config, tmp_path):
+    """A request still running SHUTDOWN_TIMEOUT after SIGTERM is cancelled; the process exits 0 then."""
+    api = Api(_env(base_config, SHUTDOWN_TIMEOUT=1), tmp_path / "api.log").start()
+    token = await _token(api.url)
+    lock = await asyncpg.connect(base_config.database_url)
+    try:
+        async with aiohttp.ClientSession() as session, lock.transaction():
+            await lock.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+            held = asyncio.create_task(session.get(api.url + "/api/users/me", headers={"Authorization": f"Bearer {token}"}))
+            await asyncio.sleep(0.5)
+            signalled = time.monotonic()
+            api.signal(signal.SIGTERM)
+            assert await asyncio.to_thread(api.wait, 15) == 0
+            assert time.monotonic() - signalled < 4
+            with pytest.raises(aiohttp.ClientError):
+                await held
+    finally:
+        await lock.close()
+        api.stop()
+
+
+async def test_sighup_reloads_every_process_without_a_failed_request(base_config, tmp_path):
+    """`serve --workers 2` under a steady load: SIGHUP starts two new processes, and once they listen the
+    old ones drain and exit. Not one request fails, before, during or after; every write is kept."""
+    api = Api(_env(base_config), tmp_path / "api.log", workers=2).start()
+    try:
+        old = set(children(api.pid))
+        async with Load(api.url, rate=80) as load:
+            load.start()
+            await asyncio.sleep(1.0)
+            api.signal(signal.SIGHUP)
+            started = time.monotonic()
+            while (set(children(api.pid)) & old or len(children(api.pid)) < 2) and time.monotonic() - started < 60:
+                await asyncio.sleep(0.1)
+            new = set(children(api.pid))
+            await asyncio.sleep(1.0)
+            await load.stop()
+        lost = await load.ledger.verify(base_config.database_url)
+        assert len(new) == 2 and not new & old, (old, new)
+        failed = [c for c in load.calls if not c.ok]
+        assert not failed, summary(failed)
+        assert not lost
+        assert len(load.calls) > 100
+        api.signal(signal.SIGTERM)
+        assert await asyncio.to_thread(api.wait, 20) == 0
+    finally:
+        api.stop()
+    assert any("reload:" in line and "drain" in line for line in api.lines()), api.lines()[-10:]
+
+
+def test_slow_clients_are_cut_off(base_config, tmp_path, connect):
+    """HEADER_TIMEOUT and BODY_TIMEOUT (1 s here): a connection that sends nothing, or a head byte by
+    byte, is closed without an answer; a body that stops coming is answered 408 and closed. An idle
+    keep-alive connection between two requests is not a slow client. 500 silent connections all go."""
+    api = Api(_env(base_config, HEADER_TIMEOUT=1, BODY_TIMEOUT=1), tmp_path / "api.log").start()
+    try:
+        silent = connect(api.port)
+        started = time.monotonic()
+        assert _read_answer(silent) == (0, {}) and 0.9 < time.monotonic() - started < 3
+
+        trickle = connect(api.port)
+        started = time.monotonic()
+        closed = None
+        for byte in GET[:-4]:
+            try:
+                trickle.sendall(bytes([byte]))
+            except OSError:
+                closed = time.monotonic() - started
+                break
+            time.sleep(0.1)
+        assert closed is not None and closed < 3  # activity does not extend the head's deadline
+
+        body = connect(api.port)
+        body.sendall(b"POST /api/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"email\": ")
+        started = time.monotonic()
+        status, headers = _read_answer(body)
+        assert status == 408 and headers["connection"] == "close" and time.monotonic() - started < 3
+
+        keep = connect(api.port)
+        keep.sendall(GET)
+        assert _read_answer(keep)[0] == 200
+        time.sleep(2)  # idle past HEADER_TIMEOUT: the keep-alive timer governs this, not the head's
+        keep.sendall(GET)
+        assert _read_answer(keep)[0] == 200
+
+        before = rss_mib(api.pid)
+        many = [connect(api.port) for _ in range(500)]
+        time.sleep(2)
+        assert all(_read_answer(sock, timeout=2) == (0, {}) for sock in many)
+        assert rss_mib(api.pid) - before < 20
+        lines = [json.loads(line) for line in api.lines() if line.startswith("{")]
+        assert not [line for line in lines if line["level"] == "error"]
+    finally:
+        api.stop()
+
+
+def test_the_408_keeps_the_envelope(base_config, tmp_path, connect):
+    api = Api(_env(base_config, BODY_TIMEOUT=0.5), tmp_path / "api.log").start()
+    try:
+        with connect(api.port) as sock:
+            sock.sendall(b"POST /api/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 10\r\n\r\n{")
+            sock.settimeout(5)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        body = json.loads(data.partition(b"\r\n\r\n")[2])
+        assert body["error"]["code"] == "REQUEST_TIMEOUT"
+        assert body["error"]["message"] == "The request body did not arrive within 0.5 s"
+        with urllib.request.urlopen(api.url + "/healthz", timeout=5) as response:
+            assert response.status == 200
+    finally:
+        api.stop()
