@@ -20,7 +20,9 @@ def create_app(config: Config) -> web.Application:
     """The application for `config`, whose database_url and redis_url must be set. Does no I/O."""
     middlewares = [envelope_middleware(config.max_in_flight, config.request_timeout), ratelimit_middleware,
                    auth_middleware, cache_middleware]
-    app = web.Application(middlewares=middlewares, client_max_size=config.body_limit)
+    # Request bodies reach handlers as sent; a compressed one is inflated with a bound (server/inflate.py).
+    app = web.Application(middlewares=middlewares, client_max_size=config.body_limit,
+                          handler_args={"auto_decompress": False})
     app[CONFIG] = config
     app.cleanup_ctx.extend([keys_ctx, pg_ctx, redis_ctx, ratelimit_ctx, cache_ctx, passwords_ctx])
     if config.runs_worker_in_process:  # the embedded mode: one command runs the whole system

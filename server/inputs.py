@@ -13,6 +13,7 @@ import pydantic
 from aiohttp import web
 
 from .errors import MalformedJson, NotFound, UnsupportedMediaType, ValidationError
+from .inflate import inflate
 from .schemas import Body, error_details
 
 B = TypeVar("B", bound=Body)
@@ -25,11 +26,9 @@ async def read_json(request: web.Request, model: type[B]) -> B:
     """The body as `model`: 415 unless JSON, 400 MALFORMED_JSON unless an object, 400 per field."""
     if request.content_type != "application/json":
         raise UnsupportedMediaType()
-    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
-        # Bodies are read as sent (server/runner.py turns aiohttp's inflating off): no gzip bombs.
-        raise UnsupportedMediaType("A request body must not be compressed (Content-Encoding)",
-                                   headers={"Accept-Encoding": "identity"})
-    raw = await request.read()  # aiohttp raises 413 past client_max_size
+    raw = await request.read()  # as sent (server/inflate.py); aiohttp raises 413 past client_max_size
+    if encoding := request.headers.get("Content-Encoding"):
+        raw = inflate(raw, encoding, request.client_max_size)
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:

@@ -36,11 +36,7 @@ async def serve(config: Config, *, reuse_port: bool = False, ready_fd: int | Non
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     runner = Runner(create_app(config), Limits(config.header_timeout, config.body_timeout), access_log=None,
-                    keepalive_timeout=KEEPALIVE_TIMEOUT, shutdown_timeout=config.shutdown_timeout,
-                    # Request bodies are not inflated: a 1 MB gzip bomb would cost seconds of CPU even when
-                    # refused, since aiohttp reads (and inflates) the rest of a refused body before closing.
-                    # A body with a Content-Encoding is answered 415 (server/inputs.py).
-                    auto_decompress=False)
+                    keepalive_timeout=KEEPALIVE_TIMEOUT, shutdown_timeout=config.shutdown_timeout)
     await runner.setup()
     watchdog = None
     try:

@@ -91,7 +91,9 @@ def _cases(token: str) -> list[tuple[str, bytes, int, str]]:
         ("limit=10^9", request("GET", "/api/posts?limit=1000000000"), 400, "VALIDATION_ERROR"),
         ("10,000 tags", request("POST", "/api/posts", tags, auth), 400, "VALIDATION_ERROR"),
         ("gzip bomb (1 GiB of zeros in 1 MB)", request("POST", "/api/posts", gzip_bomb(),
-                                                       {**auth, "Content-Encoding": "gzip"}), 415, "UNSUPPORTED_MEDIA_TYPE"),
+                                                       {**auth, "Content-Encoding": "gzip"}), 413, "PAYLOAD_TOO_LARGE"),
+        ("brotli body", request("POST", "/api/posts", b"\x0b\x02\x80{}\x03", {**auth, "Content-Encoding": "br"}), 415,
+         "UNSUPPORTED_MEDIA_TYPE"),
         ("not HTTP at all", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400, "VALIDATION_ERROR"),
     ]
 
@@ -119,14 +121,14 @@ def test_each_hostile_request_is_a_clear_4xx_and_memory_barely_moves(api, token,
 
 
 def test_a_refused_gzip_bomb_costs_no_time(api, token):
-    """aiohttp would inflate a compressed body as it arrives, and read the rest of a refused one before
-    closing: a 1 MB bomb cost 3 s of the process's CPU although answered 413 at once. Bodies are read as
-    sent now, and a compressed one is refused before a byte of it is read."""
+    """aiohttp would inflate a compressed body as it arrives, and read (inflating) the rest of a refused
+    one before closing: a 1 MB bomb cost 3 s of the process's CPU although answered 413 at once. Bodies
+    are read as sent now and inflated by the handler up to the limit only (server/inflate.py)."""
     bomb = request("POST", "/api/posts", gzip_bomb(), {"Authorization": f"Bearer {token}",
                                                        "Content-Type": "application/json", "Content-Encoding": "gzip"})
     cpu = _cpu_seconds(api.pid)
     status, headers, _ = raw(api.port, bomb)
-    assert status == 415 and headers["accept-encoding"] == "identity"
+    assert status == 413
     assert _cpu_seconds(api.pid) - cpu < 0.5
 
 
