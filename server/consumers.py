@@ -30,6 +30,7 @@ class Outcome:
     delivered: list[int] = dataclasses.field(default_factory=list)
     failed: list[tuple[Delivery, str]] = dataclasses.field(default_factory=list)
     released: list[int] = dataclasses.field(default_factory=list)  # not attempted: the lease ran short
+    unreachable: bool = False  # the failures are the endpoint's (Redis, the SMTP server), not the messages'
 
 
 def describe(exc: BaseException) -> str:
@@ -55,6 +56,7 @@ class StreamConsumer:
                 results = await pipe.execute(raise_on_error=False)
         except (redis.RedisError, OSError, asyncio.TimeoutError) as exc:
             outcome.failed = [(d, describe(exc)) for d in deliveries]
+            outcome.unreachable = True
             return outcome
         for d, result in zip(deliveries, results):
             if isinstance(result, Exception):
@@ -88,6 +90,7 @@ class MailConsumer:
                     await self.send(d)
                 except _CONNECTION_ERRORS as exc:
                     outcome.failed += [(r, describe(exc)) for r in deliveries[i:]]
+                    outcome.unreachable = True
                     break
                 except Exception as exc:  # noqa: BLE001 - one message's failure is that delivery's error
                     outcome.failed.append((d, describe(exc)))

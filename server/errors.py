@@ -152,6 +152,8 @@ PG_UNAVAILABLE = (
     asyncpg.InterfaceError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
     asyncpg.exceptions.InternalClientError, ConnectionError,
     OSError, asyncio.TimeoutError,
+    # The server out of connections (a reconnect storm after a restart), memory or disk.
+    asyncpg.exceptions.InsufficientResourcesError,
 )
 
 

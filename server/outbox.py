@@ -93,6 +93,15 @@ async def release(pool: asyncpg.Pool, consumer: str, ids: Iterable[int]) -> None
         await pool.execute(Q.release_deliveries, consumer, ids)
 
 
+async def hasten(pool: asyncpg.Pool, consumer: str, attempts: dict[int, int]) -> int:
+    """Make due now the deliveries in `attempts` (event id -> attempts when they failed) that nobody
+    claimed since; returns how many."""
+    if not attempts:
+        return 0
+    status = await pool.execute(Q.hasten_deliveries, consumer, list(attempts), list(attempts.values()))
+    return int(status.split()[-1])
+
+
 async def next_due_in(pool: asyncpg.Pool) -> float | None:
     """Seconds until the next pending delivery is due (≤ 0: now); None when nothing is pending."""
     return await pool.fetchval(Q.next_due_in)

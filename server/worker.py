@@ -23,6 +23,9 @@ from .redisdb import REDIS, create_client
 log = logging.getLogger("server.worker")
 
 PRUNE_EVERY = 3600.0  # seconds between two clean-ups of old delivered events by one worker
+# Deliveries remembered per consumer while its endpoint is unreachable, to retry at once when it answers
+# again; past this many the rest wait for their backoff.
+UNREACHABLE_MEMORY = 10_000
 LEASE_MARGIN = 0.8  # stop starting deliveries after this share of the lease, so none outlives it
 
 
@@ -38,6 +41,8 @@ class Worker:
         self._stopping = False
         self._listener: asyncpg.Connection | None = None
         self._pruned_at = -PRUNE_EVERY
+        # consumer -> {event id: attempts} of deliveries that failed because its endpoint was unreachable
+        self._unreachable: dict[str, dict[int, int]] = {}
 
     def stop(self) -> None:
         self._stopping = True
@@ -92,14 +97,35 @@ class Worker:
         # this one statement's round trip (the mail consumers also keep their own keys).
         await outbox.mark_delivered(self.pool, name, outcome.delivered)
         await outbox.release(self.pool, name, outcome.released)
-        for d, error in outcome.failed:
-            log.warning("event %d to %s failed (attempt %d): %s", d.id, name, d.attempts, error,
-                        extra={"event_id": d.id, "consumer": name, "request_id": d.request_id})
+        if outcome.unreachable and len(outcome.failed) > 1:  # one line per batch, not one per event
+            log.warning("%s unreachable: %d deliveries failed (events %d-%d): %s", name, len(outcome.failed),
+                        min(d.id for d, _ in outcome.failed), max(d.id for d, _ in outcome.failed),
+                        outcome.failed[0][1], extra={"consumer": name})
+        else:
+            for d, error in outcome.failed:
+                log.warning("event %d to %s failed (attempt %d): %s", d.id, name, d.attempts, error,
+                            extra={"event_id": d.id, "consumer": name, "request_id": d.request_id})
         dead = await outbox.mark_failed(self.pool, name, outcome.failed, max_attempts=self.config.outbox_max_attempts,
                                         base=self.config.outbox_backoff_base, cap=self.config.outbox_backoff_max)
+        await self._track_endpoint(name, outcome)
         for event_id in dead:
             log.error("event %d to %s is a dead letter after %d attempts", event_id, name,
                       self.config.outbox_max_attempts, extra={"event_id": event_id, "consumer": name})
+
+    async def _track_endpoint(self, name: str, outcome: Outcome) -> None:
+        """Remember deliveries that failed on an unreachable endpoint (Redis down: every stream delivery
+        backs off, doubling, so after a long outage the first retries would come many seconds after its
+        return); once a delivery to that consumer succeeds again, they are all due at once."""
+        waiting = self._unreachable.setdefault(name, {})
+        if outcome.unreachable:
+            for d, _ in outcome.failed[:max(0, UNREACHABLE_MEMORY - len(waiting))]:
+                waiting[d.id] = d.attempts
+        elif outcome.delivered and waiting:
+            hastened = await outbox.hasten(self.pool, name, waiting)
+            waiting.clear()
+            if hastened:
+                log.info("%s answers again: %d deliveries that failed meanwhile are due now", name, hastened)
+                self._wake.set()
 
     async def _idle(self) -> None:
         await self._maybe_prune()

@@ -367,6 +367,37 @@ def _quantiles(figures: dict, keys=("p50", "p90", "p99", "max")) -> str:
     return "/".join(f"{figures[k]:.0f}" if figures.get(k) is not None else "-" for k in keys)
 
 
+async def test_sigterm_to_the_worker_mid_batch(stack, tmp_path):
+    """SIGTERM while the worker delivers a claimed batch: it finishes the batch, records every outcome
+    (nothing stays claimed and unrecorded), and exits 0."""
+    pg = stack[0]
+    env = _env(stack, OUTBOX_POLL_INTERVAL=0.5)
+    api = Api(env, tmp_path / "api.log").start()
+    db = await asyncpg.connect(pg.dsn)
+    first = await _max_event(pg.dsn) + 1
+    try:
+        async with Load(api.url, rate=RATE, write_share=0.6) as load:
+            await load.run_for(WARM)  # a backlog, with no worker
+        worker = Worker(env, tmp_path / "worker.log").start()
+        try:
+            while not await db.fetchval(_DELIVERED, first):
+                await asyncio.sleep(0.01)
+            worker.signal(signal.SIGTERM)
+            claimed_at_signal = (await db.fetchrow(_CLAIMED, first))[0]
+            code = await asyncio.to_thread(worker.wait, 30)
+        finally:
+            worker.stop()
+        claimed, backlog = await db.fetchrow(_CLAIMED, first)
+    finally:
+        await db.close()
+        api.stop()
+    record("SIGTERM to the worker mid-batch", {
+        "injected": "SIGTERM to `python -m server worker` while it delivered a claimed batch",
+        "claimed and not recorded at the signal": claimed_at_signal, "after it exited": claimed,
+        "left for the next worker": backlog, "exit code": code})
+    assert claimed_at_signal > 0 and claimed == 0 and code == 0
+
+
 _DELIVERED = "SELECT count(*) FROM outbox_deliveries WHERE event_id >= $1 AND status = 'delivered'"
 _UNDELIVERED = "SELECT count(*) FROM outbox_deliveries WHERE event_id >= $1 AND status <> 'delivered'"
 # Claimed (an attempt counted, leased into the future) and not recorded: what the dead worker held.

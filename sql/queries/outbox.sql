@@ -51,6 +51,15 @@ UPDATE outbox_deliveries
 SET attempts = attempts - 1, next_attempt_at = now(), updated_at = now()
 WHERE consumer = $1 AND event_id = ANY($2::bigint[]) AND status = 'pending'
 
+-- name: hasten_deliveries
+-- Deliveries that failed while their consumer's endpoint was unreachable, due again now that it answers
+-- ($2 event ids, $3 the attempts each had then). One claimed since (its attempts moved on) is left alone.
+UPDATE outbox_deliveries d
+SET next_attempt_at = now(), updated_at = now()
+FROM unnest($2::bigint[], $3::int[]) AS f(event_id, attempts)
+WHERE d.consumer = $1 AND d.event_id = f.event_id AND d.attempts = f.attempts
+  AND d.status = 'pending' AND d.next_attempt_at > now()
+
 -- name: next_due_in
 -- Seconds until the next pending delivery is due (negative: due now); NULL when nothing is pending.
 SELECT extract(epoch FROM min(next_attempt_at) - clock_timestamp())::float8
