@@ -146,6 +146,18 @@ async def pg_ctx(app: web.Application) -> AsyncIterator[None]:
 
 @contextlib.asynccontextmanager
 async def transaction(pool: Pool) -> AsyncIterator[asyncpg.Connection]:
-    """One connection and one transaction for the statements of a write; committed on success."""
-    async with pool.acquire() as conn, conn.transaction():
-        yield conn
+    """One connection and one transaction for the statements of a write; committed on success.
+
+    A connection found dead at BEGIN (its server process ended while it sat idle in the pool, before the
+    pool noticed) is replaced once: nothing of the write has run on it yet.
+    """
+    for attempt in (1, 2):
+        async with pool.acquire() as conn, contextlib.AsyncExitStack() as stack:
+            try:
+                await stack.enter_async_context(conn.transaction())  # BEGIN; the stack commits or rolls back
+            except _CONNECTION_LOST:
+                if attempt == 2:
+                    raise
+                continue
+            yield conn
+            return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import asyncpg
 import pytest
 from aiohttp.http_exceptions import BadHttpMessage, BadStatusLine, LineTooLong
@@ -26,3 +28,35 @@ def test_parser_refusals_are_validation_errors(exc, message):
                                  asyncpg.exceptions.CannotConnectNowError("the database system is starting up")])
 def test_a_database_out_of_resources_is_a_503(exc):
     assert isinstance(from_exception(exc), ServiceUnavailable)
+
+
+class _Handout:
+    """Stands in for the pool: hands out the given (real) connections in turn."""
+
+    def __init__(self, connections) -> None:
+        self.connections = list(connections)
+
+    @contextlib.asynccontextmanager
+    async def acquire(self):
+        yield self.connections.pop(0)
+
+
+async def test_a_write_starts_again_on_a_new_connection_when_begin_finds_its_connection_dead(base_config, db):
+    """A connection whose server process was terminated while it sat idle: the write's BEGIN fails on it,
+    nothing of the write has run, and the transaction starts again on the next connection."""
+    from server.db import transaction
+
+    dead = await asyncpg.connect(base_config.database_url)
+    alive = await asyncpg.connect(base_config.database_url)
+    try:
+        assert await db.fetchval("SELECT pg_terminate_backend($1)", dead.get_server_pid())
+        async with transaction(_Handout([dead, alive])) as conn:
+            assert conn is alive
+            await conn.execute("CREATE TEMP TABLE t (x int)")
+        assert await alive.fetchval("SELECT count(*) FROM t") == 0  # committed
+        with pytest.raises(asyncpg.InterfaceError):  # twice in a row: the error is the caller's
+            async with transaction(_Handout([dead, dead])):
+                pass
+    finally:
+        await alive.close()
+        await dead.close()
