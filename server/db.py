@@ -85,12 +85,21 @@ class Pool:
         finally:
             await self.raw.release(conn)
 
+    async def renew(self) -> None:
+        """Replace every connection at its next use (those in use when released).
+
+        Called when one was found lost: the server restarted or its processes were terminated, so the
+        other idle connections are most likely dead too, and a retry must not pick one of them.
+        """
+        await self.raw.expire_connections()
+
     async def _read(self, method: str, sql: str, args: tuple):
         for attempt in (1, 2):
             try:
                 async with self.acquire() as conn:
                     return await getattr(conn, method)(sql, *args)
             except _CONNECTION_LOST:
+                await self.renew()
                 if attempt == 2 or not _is_read(sql):
                     raise
 
@@ -104,8 +113,12 @@ class Pool:
         return await self._read("fetchval", sql, args)
 
     async def execute(self, sql: str, *args) -> str:
-        async with self.acquire() as conn:
-            return await conn.execute(sql, *args)
+        try:
+            async with self.acquire() as conn:
+                return await conn.execute(sql, *args)
+        except _CONNECTION_LOST:
+            await self.renew()
+            raise
 
     async def close(self) -> None:
         await self.raw.close()
@@ -149,15 +162,21 @@ async def transaction(pool: Pool) -> AsyncIterator[asyncpg.Connection]:
     """One connection and one transaction for the statements of a write; committed on success.
 
     A connection found dead at BEGIN (its server process ended while it sat idle in the pool, before the
-    pool noticed) is replaced once: nothing of the write has run on it yet.
+    pool noticed) is replaced once: nothing of the write has run on it yet. The pool's other connections
+    are renewed then, as they are when a write fails on a lost connection.
     """
     for attempt in (1, 2):
         async with pool.acquire() as conn, contextlib.AsyncExitStack() as stack:
             try:
                 await stack.enter_async_context(conn.transaction())  # BEGIN; the stack commits or rolls back
             except _CONNECTION_LOST:
+                await pool.renew()
                 if attempt == 2:
                     raise
                 continue
-            yield conn
+            try:
+                yield conn
+            except _CONNECTION_LOST:
+                await pool.renew()
+                raise
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import asyncpg
@@ -35,6 +36,10 @@ class _Handout:
 
     def __init__(self, connections) -> None:
         self.connections = list(connections)
+        self.renewed = 0
+
+    async def renew(self) -> None:
+        self.renewed += 1
 
     @contextlib.asynccontextmanager
     async def acquire(self):
@@ -50,9 +55,11 @@ async def test_a_write_starts_again_on_a_new_connection_when_begin_finds_its_con
     alive = await asyncpg.connect(base_config.database_url)
     try:
         assert await db.fetchval("SELECT pg_terminate_backend($1)", dead.get_server_pid())
-        async with transaction(_Handout([dead, alive])) as conn:
+        pool = _Handout([dead, alive])
+        async with transaction(pool) as conn:
             assert conn is alive
             await conn.execute("CREATE TEMP TABLE t (x int)")
+        assert pool.renewed == 1
         assert await alive.fetchval("SELECT count(*) FROM t") == 0  # committed
         with pytest.raises(asyncpg.InterfaceError):  # twice in a row: the error is the caller's
             async with transaction(_Handout([dead, dead])):
@@ -60,3 +67,18 @@ async def test_a_write_starts_again_on_a_new_connection_when_begin_finds_its_con
     finally:
         await alive.close()
         await dead.close()
+
+
+async def test_reads_survive_every_connection_of_the_pool_killed_at_once(make_config, db):
+    """The retry of a read must not land on another dead connection: the first loss renews them all."""
+    from server.db import create_pool
+
+    pool = await create_pool(make_config(pg_pool_min=4, pg_pool_max=4))
+    try:
+        await asyncio.gather(*(pool.fetchval("SELECT pg_sleep(0.05)") for _ in range(4)))  # four open
+        pids = await db.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                              "AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
+        await db.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", [r["pid"] for r in pids])
+        assert await asyncio.gather(*(pool.fetchval("SELECT 1") for _ in range(8))) == [1] * 8
+    finally:
+        await pool.close()
