@@ -1,10 +1,11 @@
 """The listening socket, accepted from in batches, and closed without dropping what the kernel queued.
 
-uvloop's own server accepts one connection per event-loop turn (libuv since 1.45 does so for fairness
-between processes). Under overload a turn takes tens of milliseconds, so a busy process accepted about
-a hundred connections a second: 2,000 clients arriving at once waited seconds in the kernel's queue for
-their first answer (measured: 5.4 s median), when the whole point of the in-flight bound is a fast 503.
-Here up to ACCEPT_BATCH connections are taken per turn, as CPython's own asyncio server does.
+uvloop's own server accepts one connection per event-loop turn (libuv since 1.45, libuv/libuv#3696, so
+that processes sharing a socket take turns). Under overload a turn takes tens of milliseconds, so a
+busy process accepted about a hundred connections a second: 2,000 clients arriving at once waited
+seconds in the kernel's queue for their first answer (measured: 5.4 s median), when the whole point of
+the in-flight bound is a fast 503. Here up to ACCEPT_BATCH connections are taken per turn, as CPython's
+own asyncio server does.
 """
 
 from __future__ import annotations
