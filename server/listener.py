@@ -27,52 +27,61 @@ class Listener:
                  backlog: int, reuse_port: bool) -> None:
         self.loop = asyncio.get_running_loop()
         self.factory = protocol_factory
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-        self.sock = socket.socket(family, kind, proto)
-        try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if reuse_port:  # serve --workers N: every process listens on the port, the kernel spreads
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            self.sock.bind(address)
-            self.sock.listen(backlog)
-        except OSError:
-            self.sock.close()
-            raise
-        self.sock.setblocking(False)
         self.tasks: set[asyncio.Task] = set()
         self.paused = False
-        self.loop.add_reader(self.sock.fileno(), self._accept)
+        self.socks: list[socket.socket] = []
+        # Every address the host name resolves to, as asyncio's create_server does (HOST= binds all).
+        infos = {(i[0], i[4][:2]): i for i in socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                                   flags=socket.AI_PASSIVE)}
+        try:
+            for family, kind, proto, _, address in infos.values():
+                try:
+                    sock = socket.socket(family, kind, proto)
+                except OSError:  # a family this machine lacks (IPv6), as asyncio skips it
+                    continue
+                self.socks.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if reuse_port:  # serve --workers N: every process listens on the port, the kernel spreads
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+                sock.listen(backlog)
+                sock.setblocking(False)
+        except OSError:
+            for sock in self.socks:
+                sock.close()
+            raise
+        if not self.socks:
+            raise OSError(f"no address to listen on for {host!r}")
+        for sock in self.socks:
+            self.loop.add_reader(sock.fileno(), self._accept, sock)
 
-    @property
-    def port(self) -> int:
-        return self.sock.getsockname()[1]
-
-    def _accept(self) -> None:
+    def _accept(self, sock: socket.socket) -> None:
         for _ in range(ACCEPT_BATCH):
             try:
-                conn, _ = self.sock.accept()
+                conn, _ = sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     # Out of descriptors: the queue waits (and overflows) rather than spinning on it.
                     log.warning("cannot accept connections: %s", exc.strerror)
-                    self._pause()
+                    self._pause(sock)
                 return  # ECONNABORTED and the like: that client is gone
             conn.setblocking(False)
             task = self.loop.create_task(self.loop.connect_accepted_socket(self.factory, conn))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    def _pause(self) -> None:
-        self.loop.remove_reader(self.sock.fileno())
+    def _pause(self, sock: socket.socket) -> None:
+        self.loop.remove_reader(sock.fileno())
         self.paused = True
 
         def resume() -> None:
-            if self.paused and self.sock.fileno() >= 0:
+            if self.paused and sock.fileno() >= 0:
                 self.paused = False
-                self.loop.add_reader(self.sock.fileno(), self._accept)
+                self.loop.add_reader(sock.fileno(), self._accept, sock)
 
         self.loop.call_later(EMFILE_PAUSE, resume)
 
@@ -80,16 +89,17 @@ class Listener:
         """Stop listening, first accepting what the kernel has queued (closing a listening socket
         resets those connections, requests included); returns how many were taken that way."""
         self.paused = False
-        self.loop.remove_reader(self.sock.fileno())
         accepted = 0
-        while True:
-            before = len(self.tasks)
-            self._accept()
-            taken = len(self.tasks) - before
-            accepted += max(0, taken)
-            if taken < ACCEPT_BATCH:
-                break
-        self.sock.close()  # connections arriving from here on go to the other processes (or are refused)
+        for sock in self.socks:
+            self.loop.remove_reader(sock.fileno())
+            while True:
+                before = len(self.tasks)
+                self._accept(sock)
+                taken = len(self.tasks) - before
+                accepted += taken
+                if taken < ACCEPT_BATCH:
+                    break
+            sock.close()  # connections arriving from here on go to the other processes (or are refused)
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
         return accepted

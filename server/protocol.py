@@ -41,7 +41,7 @@ class Limits:
 
 
 class Connection(RequestHandler):
-    __slots__ = ("head_deadline", "head_started", "body", "body_deadline", "last_active")
+    __slots__ = ("head_deadline", "head_started", "body", "body_deadline")
 
     def __init__(self, manager: ConnectionServer, **kwargs) -> None:
         super().__init__(manager, **kwargs)
@@ -49,31 +49,28 @@ class Connection(RequestHandler):
         self.head_started = False  # bytes of a head arrived and it is not complete yet
         self.body = None  # the payload still arriving, and its deadline
         self.body_deadline: float | None = None
-        self.last_active = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.last_active = now = self._loop.time()
-        self.head_deadline = now + self._manager.limits.header_timeout
+        self.head_deadline = self._loop.time() + self._manager.limits.header_timeout
 
     def data_received(self, data: bytes) -> None:
         count = self._request_count
         waiting_for_head = self.body is None or self.body.is_eof()
         super().data_received(data)
-        self.last_active = now = self._loop.time()
         if self._request_count != count:  # one or more heads completed
             self.head_started = False
             self.head_deadline = None
             payload = self._messages[-1][1] if self._messages else None
             if payload is not None and not payload.is_eof():
-                self.body, self.body_deadline = payload, now + self._manager.limits.body_timeout
+                self.body, self.body_deadline = payload, self._loop.time() + self._manager.limits.body_timeout
             else:
                 self.body = self.body_deadline = None
         elif waiting_for_head and data and not self.head_started and not self._close:
             # The first bytes of the next request (a chunk that ends a body and starts a head is not
             # seen here; the client's next bytes arm the deadline, or the keep-alive timer ends it).
             self.head_started = True
-            self.head_deadline = now + self._manager.limits.header_timeout
+            self.head_deadline = self._loop.time() + self._manager.limits.header_timeout
 
     @property
     def idle(self) -> bool:
@@ -108,7 +105,6 @@ class Connection(RequestHandler):
     async def finish_response(self, request, resp, start_time):
         if self._close or (self._manager is not None and self._manager.draining):
             resp.force_close()  # says so to the client, which reconnects (elsewhere) for its next request
-        self.last_active = self._loop.time()
         return await super().finish_response(request, resp, start_time)
 
     def handle_error(self, request, status: int = 500, exc: BaseException | None = None,

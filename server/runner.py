@@ -46,6 +46,8 @@ async def serve(config: Config, *, reuse_port: bool = False, ready_fd: int | Non
         watchdog = asyncio.create_task(server.watch())
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        # A reload is the supervisor's (`serve --workers N`); here SIGHUP would kill without a drain.
+        loop.add_signal_handler(signal.SIGHUP, lambda: log.warning("SIGHUP ignored: reloads need serve --workers N"))
         if ready_fd is not None:  # the supervisor waits for this before it stops the previous processes
             os.write(ready_fd, b"ready\n")
             os.close(ready_fd)
@@ -61,7 +63,7 @@ async def serve(config: Config, *, reuse_port: bool = False, ready_fd: int | Non
     finally:
         if watchdog is not None:
             watchdog.cancel()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await runner.cleanup()
     log.info("stopped")

@@ -246,3 +246,17 @@ def test_the_408_keeps_the_envelope(base_config, tmp_path, connect):
             assert response.status == 200
     finally:
         api.stop()
+
+
+def test_a_single_process_ignores_sighup(base_config, tmp_path):
+    """Reloads are the supervisor's; a lone process must not die (undrained) of a stray SIGHUP."""
+    api = Api(_env(base_config), tmp_path / "api.log").start()
+    try:
+        api.signal(signal.SIGHUP)
+        time.sleep(0.3)
+        with urllib.request.urlopen(api.url + "/healthz", timeout=5) as response:
+            assert response.status == 200
+        assert any("SIGHUP ignored" in line for line in api.lines())
+        assert api.stop() == 0
+    finally:
+        api.stop()
