@@ -335,7 +335,8 @@ async def test_overload_with_2000_connections(stack, tmp_path, honour):
     assert code == 0 and not log_errors
     if honour:
         assert "503" in statuses  # the bound was reached
-        assert latency["503"]["p50"] < 50
+        # 50 ms at full length; the short variant runs inside `make test` on shared machines.
+        assert latency["503"]["p50"] < (50 if FULL else 100)
 
 
 async def _probe(session, url: str, count: int) -> list[float]:
