@@ -8,6 +8,8 @@ from .config import Config
 from .db import CONFIG, pg_ctx
 from .errors import envelope_middleware
 from .guards import auth_middleware, keys_ctx
+from .metrics import setup as setup_metrics
+from .observe import observe_middleware
 from .passwords import passwords_ctx
 from .redisdb import redis_ctx
 from .routes import setup_routes
@@ -19,4 +21,6 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app.cleanup_ctx.extend([keys_ctx, pg_ctx, redis_ctx, passwords_ctx])
     setup_routes(app)
+    setup_metrics(app)  # before the middleware below, which counts into it
+    app.middlewares.insert(0, observe_middleware(config, app))  # outermost: sees every answer as sent
     return app

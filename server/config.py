@@ -69,6 +69,17 @@ class Config:
         default=None, metadata={"env": "JWT_PUBLIC_KEYS_FILE", "doc": "file of PEM public keys that still verify (retired signing keys)"})
     access_token_ttl: int = dataclasses.field(default=900, metadata={"env": "ACCESS_TOKEN_TTL", "doc": "access token lifetime in seconds"})
     refresh_token_ttl: int = dataclasses.field(default=7 * 24 * 3600, metadata={"env": "REFRESH_TOKEN_TTL", "doc": "refresh token lifetime in seconds"})
+    # Operability: access log, metrics, CORS.
+    access_log: bool = dataclasses.field(
+        default=True, metadata={"env": "ACCESS_LOG", "doc": "one log line per request; `false` for load tests"})
+    metrics_enabled: bool = dataclasses.field(
+        default=True, metadata={"env": "METRICS_ENABLED", "doc": "count requests by route and status for `/metrics`"})
+    cors_origins: str = dataclasses.field(
+        default="", metadata={"env": "CORS_ORIGINS",
+                              "doc": "comma-separated origins that browsers may call the API from (`*`: any); empty: no CORS"})
+    prometheus_multiproc_dir: str | None = dataclasses.field(
+        default=None, metadata={"env": "PROMETHEUS_MULTIPROC_DIR",
+                                "doc": "folder where API processes share their metrics; unset: a temporary one when `WORKERS` > 1"})
 
     @property
     def embedded(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .guards import ADMIN, ANYONE, OWNER, ROUTE_GUARDS, USER
-from .handlers import admin, auth, health, users
+from .handlers import admin, auth, health, ops, users
 
 ID = r"{id:[1-9][0-9]{0,18}}"  # positive integers only; anything else matches no route (404)
 
@@ -13,6 +13,9 @@ ROUTES = [
     # method   path                          handler              guard
     ("GET",    "/healthz",                   health.get_healthz,  ANYONE),
     ("GET",    "/readyz",                    health.get_readyz,   ANYONE),
+    ("GET",    "/metrics",                   ops.get_metrics,     ANYONE),
+    ("GET",    "/api/openapi.json",          ops.get_openapi,     ANYONE),
+    ("GET",    "/api/docs",                  ops.get_docs,        ANYONE),
     ("GET",    "/.well-known/jwks.json",     auth.get_jwks,       ANYONE),
     ("POST",   "/api/auth/login",            auth.login,          ANYONE),
     ("POST",   "/api/auth/refresh",          auth.refresh,        ANYONE),
