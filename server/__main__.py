@@ -21,7 +21,10 @@ def _serve(config: Config, args: argparse.Namespace) -> None:
     from aiohttp import web
 
     from .app import create_app
+    from .metrics import prepare_multiprocess
 
+    # Several API processes share their metrics through files (server/metrics.py): a no-op for one.
+    prepare_multiprocess(config)
     with services(config) as config:
         for name in uvloop.run(migrate(config.database_url)):
             log.info("migrated: %s", name)

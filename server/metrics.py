@@ -38,7 +38,7 @@ from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector,
-                               generate_latest, multiprocess, values)
+                               disable_created_metrics, generate_latest, multiprocess, values)
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from .config import Config
@@ -46,6 +46,7 @@ from .db import POOL
 from .passwords import PASSWORDS
 
 log = logging.getLogger("server.metrics")
+disable_created_metrics()  # no `_created` series: they double the output and no dashboard reads them
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SAMPLE_INTERVAL = 1.0  # seconds between samples of per-process gauges in multi-process mode
@@ -59,9 +60,9 @@ class Metrics:
 
     def __init__(self) -> None:
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
-        if self.multiprocess and values.ValueClass is values.MutexValue:
+        if self.multiprocess == (values.ValueClass is values.MutexValue):
             # prometheus-client picks its value class when first imported; the variable may have been
-            # set later, by prepare_multiprocess() in `serve`.
+            # set since, by prepare_multiprocess() in `serve`.
             values.ValueClass = values.get_value_class()
         self.registry = CollectorRegistry()
         self._collectors: list[tuple[Callable, bool]] = []
@@ -178,9 +179,10 @@ async def exposition(app: web.Application) -> tuple[bytes, str]:
 
 
 def prepare_multiprocess(config: Config) -> Path | None:
-    """Before several API processes start: an empty folder for their metric files, in the environment
-    they inherit. Nothing to do for one process without PROMETHEUS_MULTIPROC_DIR. Returns the folder."""
-    if config.workers <= 1 and not config.prometheus_multiproc_dir:
+    """With WORKERS > 1, before the API processes start: an empty folder for their metric files, named in
+    the environment they inherit. One process needs none; processes started some other way (several
+    `serve` in one container) share a PROMETHEUS_MULTIPROC_DIR that whoever starts them empties."""
+    if config.workers <= 1:
         return None
     folder = Path(config.prometheus_multiproc_dir or tempfile.mkdtemp(prefix="blog-api-metrics-"))
     folder.mkdir(parents=True, exist_ok=True)
