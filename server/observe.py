@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import MatchInfoError
 
 from .config import Config
-from .errors import REQUEST_ID
+from .errors import REQUEST_ID, request_id_of
 from .guards import PRINCIPAL
 from .metrics import METRICS
 
@@ -61,8 +61,10 @@ class Observer:
         origin = self._allowed_origin(request)
         if origin is None:
             return None
+        # Answered before the envelope middleware runs, so the request id is given here.
+        request_id = request[REQUEST_ID] = request_id_of(request)
         return web.Response(status=204, headers={
-            "Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": CORS_METHODS,
+            "X-Request-Id": request_id, "Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": CORS_METHODS,
             "Access-Control-Allow-Headers": CORS_HEADERS, "Access-Control-Max-Age": CORS_MAX_AGE,
             "Vary": "Origin"})
 
