@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test clean schemathesis
+.PHONY: run test clean perf perf-setup schemathesis
 
 run: $(VENV)/.installed-run
 	$(BIN)/python -m server serve
@@ -27,6 +27,23 @@ $(VENV)/.installed-test: setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed-run
+
+# The load tests (perf/README.md): wrk from Debian, autocannon from npm into perf/node_modules.
+perf: perf-setup
+	$(BIN)/python -m perf run $(PERF_ARGS)
+
+perf-setup: $(VENV)/.installed-perf perf/node_modules/.installed
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+
+$(VENV)/.installed-perf: setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[perf]'
+	touch $@ $(VENV)/.installed-run
+
+perf/node_modules/.installed: perf/package.json perf/package-lock.json
+	cd perf && npm ci --no-audit --no-fund
+	touch $@
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -13,13 +13,17 @@ from .observe import observe_middleware
 from .passwords import passwords_ctx
 from .redisdb import redis_ctx
 from .routes import setup_routes
+from .worker import worker_ctx
 
 
 def create_app(config: Config) -> web.Application:
     """The application for `config`, whose database_url and redis_url must be set. Does no I/O."""
-    app = web.Application(middlewares=[envelope_middleware, auth_middleware], client_max_size=config.body_limit)
+    middlewares = [envelope_middleware(config.max_in_flight, config.request_timeout), auth_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=config.body_limit)
     app[CONFIG] = config
     app.cleanup_ctx.extend([keys_ctx, pg_ctx, redis_ctx, passwords_ctx])
+    if config.runs_worker_in_process:  # the embedded mode: one command runs the whole system
+        app.cleanup_ctx.append(worker_ctx)
     setup_routes(app)
     setup_metrics(app)  # before the middleware below, which counts into it
     app.middlewares.insert(0, observe_middleware(config, app))  # outermost: sees every answer as sent

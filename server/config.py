@@ -69,6 +69,40 @@ class Config:
         default=None, metadata={"env": "JWT_PUBLIC_KEYS_FILE", "doc": "file of PEM public keys that still verify (retired signing keys)"})
     access_token_ttl: int = dataclasses.field(default=900, metadata={"env": "ACCESS_TOKEN_TTL", "doc": "access token lifetime in seconds"})
     refresh_token_ttl: int = dataclasses.field(default=7 * 24 * 3600, metadata={"env": "REFRESH_TOKEN_TTL", "doc": "refresh token lifetime in seconds"})
+    # Overload protection: past these bounds a request is answered 503 at once instead of queueing.
+    max_in_flight: int = dataclasses.field(
+        default=512, metadata={"env": "MAX_IN_FLIGHT", "doc": "requests handled at once per process; more get an immediate 503"})
+    request_timeout: float = dataclasses.field(
+        default=10.0, metadata={"env": "REQUEST_TIMEOUT", "doc": "seconds a request may take before it is answered 503"})
+    pg_acquire_timeout: float = dataclasses.field(
+        default=2.0, metadata={"env": "PG_ACQUIRE_TIMEOUT", "doc": "seconds a request waits for a PostgreSQL connection before a 503"})
+    pg_statement_timeout: float = dataclasses.field(
+        default=5.0, metadata={"env": "PG_STATEMENT_TIMEOUT", "doc": "seconds PostgreSQL lets one statement run (statement_timeout)"})
+    # Events: the outbox, its worker, the Redis Stream and mail (issue 6). The backoff doubles from the
+    # base to the cap, so 15 attempts span about two hours before an event becomes a dead letter.
+    smtp_url: str | None = dataclasses.field(
+        default=None, repr=False, metadata={"env": "SMTP_URL", "doc": "`smtp://user:pass@host:port` (`smtps://` for TLS; options in the Events section); unset: `.eml` files under `var/mail`"})
+    mail_from: str = dataclasses.field(
+        default="Blog <no-reply@localhost>", metadata={"env": "MAIL_FROM", "doc": "sender address of every email"})
+    smtp_timeout: float = dataclasses.field(default=30.0, metadata={"env": "SMTP_TIMEOUT", "doc": "seconds an SMTP exchange may take"})
+    outbox_batch_size: int = dataclasses.field(
+        default=100, metadata={"env": "OUTBOX_BATCH_SIZE", "doc": "deliveries a worker claims at once"})
+    outbox_max_attempts: int = dataclasses.field(
+        default=15, metadata={"env": "OUTBOX_MAX_ATTEMPTS", "doc": "attempts before a delivery becomes a dead letter"})
+    outbox_backoff_base: float = dataclasses.field(
+        default=2.0, metadata={"env": "OUTBOX_BACKOFF_BASE", "doc": "seconds before the first retry; doubles each attempt, with jitter"})
+    outbox_backoff_max: float = dataclasses.field(
+        default=1800.0, metadata={"env": "OUTBOX_BACKOFF_MAX", "doc": "longest wait between two attempts in seconds"})
+    outbox_lease: float = dataclasses.field(
+        default=60.0, metadata={"env": "OUTBOX_LEASE", "doc": "seconds a claimed delivery stays reserved for its worker (a dead worker's deliveries return after it)"})
+    outbox_poll_interval: float = dataclasses.field(
+        default=5.0, metadata={"env": "OUTBOX_POLL_INTERVAL", "doc": "seconds between checks when no notification wakes the worker"})
+    outbox_retention_days: int = dataclasses.field(
+        default=7, metadata={"env": "OUTBOX_RETENTION_DAYS", "doc": "days delivered events are kept (0: for ever)"})
+    stream_maxlen: int = dataclasses.field(
+        default=100000, metadata={"env": "STREAM_MAXLEN", "doc": "approximate length the Redis Stream `events` is trimmed to"})
+    worker_in_process: bool | None = dataclasses.field(
+        default=None, metadata={"env": "WORKER_IN_PROCESS", "doc": "run the outbox worker inside `serve`; unset: only in the embedded mode"})
     # Operability: access log, metrics, CORS.
     access_log: bool = dataclasses.field(
         default=True, metadata={"env": "ACCESS_LOG", "doc": "one log line per request; `false` for load tests"})
@@ -87,6 +121,10 @@ class Config:
         return self.database_url is None or self.redis_url is None
 
     @property
+    def runs_worker_in_process(self) -> bool:
+        return self.embedded if self.worker_in_process is None else self.worker_in_process
+
+    @property
     def effective_log_format(self) -> str:
         return self.log_format or ("text" if self.embedded else "json")
 
@@ -98,6 +136,7 @@ class Config:
         shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.repr}
         shown["database_url"] = redact_url(self.database_url)
         shown["redis_url"] = redact_url(self.redis_url)
+        shown["smtp_url"] = redact_url(self.smtp_url)
         return "Config(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
     @classmethod
@@ -132,9 +171,13 @@ class Config:
         if not 0 < self.pg_pool_min <= self.pg_pool_max:
             problems.append("PG_POOL_MIN must be positive and at most PG_POOL_MAX")
         for name in ("workers", "body_limit", "redis_pool_max", "hash_threads", "hash_queue", "access_token_ttl",
-                     "refresh_token_ttl"):
+                     "refresh_token_ttl", "max_in_flight"):
             if getattr(self, name) < 1:
                 problems.append(f"{name.upper()} must be positive")
+        for name in ("request_timeout", "pg_acquire_timeout", "pg_statement_timeout", "pg_command_timeout"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name.upper()} must be positive")
+        problems += _check_events(self)
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -152,3 +195,16 @@ def _parse(f: dataclasses.Field, raw: str):
             return False
         raise ValueError("expected true or false")
     return raw
+
+
+def _check_events(config: Config) -> list[str]:
+    problems = []
+    for name in ("smtp_timeout", "outbox_batch_size", "outbox_max_attempts", "outbox_backoff_base",
+                 "outbox_backoff_max", "outbox_lease", "outbox_poll_interval", "stream_maxlen"):
+        if getattr(config, name) <= 0:
+            problems.append(f"{name.upper()} must be positive")
+    if config.outbox_retention_days < 0:
+        problems.append("OUTBOX_RETENTION_DAYS must be 0 or more")
+    if config.smtp_url and urlsplit(config.smtp_url).scheme not in ("smtp", "smtps"):
+        problems.append("SMTP_URL must start with smtp:// or smtps://")
+    return problems

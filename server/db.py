@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
@@ -15,7 +16,6 @@ from .config import Config
 
 QUERIES_DIR = Path(__file__).resolve().parent.parent / "sql" / "queries"
 CONFIG = web.AppKey("config", Config)
-POOL = web.AppKey("pool", asyncpg.Pool)
 
 _BLOCK = re.compile(r"^-- name: ([a-z_][a-z0-9_]*)\s*$", re.M)
 
@@ -57,13 +57,85 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
-async def create_pool(config: Config, dsn: str | None = None) -> asyncpg.Pool:
-    return await asyncpg.create_pool(
+# A statement that failed because its connection died (killed backend, server restart) never ran to
+# completion; a read can safely run again once on a fresh connection.
+# asyncpg raises InternalClientError when the server ended an idle connection and the next query finds
+# the protocol in the middle of that error.
+_CONNECTION_LOST = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, asyncpg.AdminShutdownError,
+                    asyncpg.exceptions.InternalClientError, ConnectionResetError)
+
+
+class Pool:
+    """asyncpg's pool with a bounded wait for a connection and one retry of reads on a lost connection.
+
+    asyncpg's own `pool.fetchrow` waits for a free connection for ever; here the wait ends after
+    `acquire_timeout` with TimeoutError, which the error middleware answers with a fast 503.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float) -> None:
+        self.raw = pool
+        self.acquire_timeout = acquire_timeout
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        async with asyncio.timeout(self.acquire_timeout):
+            conn = await self.raw.acquire()
+        try:
+            yield conn
+        finally:
+            await self.raw.release(conn)
+
+    async def _read(self, method: str, sql: str, args: tuple):
+        for attempt in (1, 2):
+            try:
+                async with self.acquire() as conn:
+                    return await getattr(conn, method)(sql, *args)
+            except _CONNECTION_LOST:
+                if attempt == 2 or not _is_read(sql):
+                    raise
+
+    async def fetch(self, sql: str, *args) -> list[asyncpg.Record]:
+        return await self._read("fetch", sql, args)
+
+    async def fetchrow(self, sql: str, *args) -> asyncpg.Record | None:
+        return await self._read("fetchrow", sql, args)
+
+    async def fetchval(self, sql: str, *args):
+        return await self._read("fetchval", sql, args)
+
+    async def execute(self, sql: str, *args) -> str:
+        async with self.acquire() as conn:
+            return await conn.execute(sql, *args)
+
+    async def close(self) -> None:
+        await self.raw.close()
+
+
+_READS: dict[str, bool] = {}
+
+
+def _is_read(sql: str) -> bool:
+    """A statement that changes nothing (SELECT without FOR UPDATE/SHARE, or a plain CTE read)."""
+    read = _READS.get(sql)
+    if read is None:
+        text = re.sub(r"--[^\n]*", "", sql).strip().upper()
+        read = _READS[sql] = text.startswith(("SELECT", "WITH")) and not re.search(
+            r"\b(INSERT|UPDATE|DELETE|FOR\s+(NO\s+KEY\s+)?UPDATE|FOR\s+(KEY\s+)?SHARE)\b", text)
+    return read
+
+
+POOL = web.AppKey("pool", Pool)
+
+
+async def create_pool(config: Config, dsn: str | None = None) -> Pool:
+    raw = await asyncpg.create_pool(
         dsn or config.database_url, min_size=config.pg_pool_min, max_size=config.pg_pool_max,
         command_timeout=config.pg_command_timeout, statement_cache_size=1024,
         init=_init_connection, reset=_keep_session,
+        server_settings={"statement_timeout": str(int(config.pg_statement_timeout * 1000))},
         # Closed after a minute idle, so a burst's connections do not stay open for ever.
         max_inactive_connection_lifetime=60.0)
+    return Pool(raw, config.pg_acquire_timeout)
 
 
 async def pg_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -73,7 +145,7 @@ async def pg_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+async def transaction(pool: Pool) -> AsyncIterator[asyncpg.Connection]:
     """One connection and one transaction for the statements of a write; committed on success."""
     async with pool.acquire() as conn, conn.transaction():
         yield conn

@@ -141,7 +141,8 @@ _CAMEL = {"display_name": "displayName"}
 # shutting down, or no connection within the pool's wait.
 PG_UNAVAILABLE = (
     asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError,
-    asyncpg.InterfaceError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError, ConnectionError,
+    asyncpg.InterfaceError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
+    asyncpg.exceptions.InternalClientError, ConnectionError,
     OSError, asyncio.TimeoutError,
 )
 
@@ -158,6 +159,8 @@ def from_exception(exc: BaseException) -> ApiError:
             field = _CAMEL.get(match.group(1), match.group(1))
             return Conflict(f"This {field} is already taken", [{"field": field, "message": "is already taken"}])
         return Conflict()
+    if isinstance(exc, asyncpg.QueryCanceledError):  # statement_timeout
+        return ServiceUnavailable("The database took too long")
     if isinstance(exc, PG_UNAVAILABLE):
         return ServiceUnavailable("The database is unavailable")
     return InternalError()
@@ -190,31 +193,44 @@ def request_id_of(request: web.Request) -> str:
     return given if given and _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
-@web.middleware
-async def envelope_middleware(request: web.Request, handler):
-    """The outermost layer: gives the request its id, and turns every failure into the envelope.
+def envelope_middleware(max_in_flight: int, request_timeout: float):
+    """The outermost layer: the request's id, the bound on requests in flight and on their duration, and
+    the envelope for every failure.
 
-    One middleware rather than two: the id and the envelope are needed together, and each middleware
-    layer costs a coroutine frame per request.
+    One middleware rather than three: they are needed together, and each layer costs a coroutine frame
+    per request. Past `max_in_flight` the answer is an immediate 503 rather than a place in a queue.
     """
-    request_id = request[REQUEST_ID] = request_id_of(request)
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:  # redirects and 304s pass through, with the id
-            exc.headers["X-Request-Id"] = request_id
+    in_flight = 0
+
+    @web.middleware
+    async def envelope(request: web.Request, handler):
+        nonlocal in_flight
+        request_id = request[REQUEST_ID] = request_id_of(request)
+        if in_flight >= max_in_flight:
+            return error_response(ServiceUnavailable("The server is overloaded"), request_id)
+        in_flight += 1
+        try:
+            async with asyncio.timeout(request_timeout):
+                response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:  # redirects and 304s pass through, with the id
+                exc.headers["X-Request-Id"] = request_id
+                raise
+            return error_response(from_exception(exc), request_id)
+        except asyncio.CancelledError:
             raise
-        return error_response(from_exception(exc), request_id)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - this is the one place that answers every failure
-        error = from_exception(exc)
-        if isinstance(error, InternalError):
-            log.exception("unhandled error on %s %s", request.method, request.path,
-                          extra={"request_id": request_id})
-        elif isinstance(error, ServiceUnavailable) and not isinstance(exc, ApiError):
-            log.warning("dependency unavailable on %s %s: %s", request.method, request.path,
-                        type(exc).__name__, extra={"request_id": request_id})
-        return error_response(error, request_id)
-    response.headers["X-Request-Id"] = request_id
-    return response
+        except Exception as exc:  # noqa: BLE001 - this is the one place that answers every failure
+            error = from_exception(exc)
+            if isinstance(error, InternalError):
+                log.exception("unhandled error on %s %s", request.method, request.path,
+                              extra={"request_id": request_id})
+            elif isinstance(error, ServiceUnavailable) and not isinstance(exc, ApiError):
+                log.warning("dependency unavailable on %s %s: %s", request.method, request.path,
+                            type(exc).__name__, extra={"request_id": request_id})
+            return error_response(error, request_id)
+        finally:
+            in_flight -= 1
+        response.headers["X-Request-Id"] = request_id
+        return response
+
+    return envelope

@@ -7,9 +7,9 @@ Other modules add their own instruments through the app's `Metrics` (`app[METRIC
 
 and report live state through a collector, a callable (sync or async, no arguments) that sets gauges:
 
-    backlog = app[METRICS].gauge("outbox_backlog", "Events not yet delivered", mode="mostrecent")
+    size = app[METRICS].gauge("cache_keys", "Entries in the response cache", mode="mostrecent")
     async def collect():
-        backlog.set((await outbox.stats(app[POOL]))["backlog"])
+        size.set(await app[REDIS].dbsize())
     app[METRICS].register_collector(collect, shared=True)
 
 Collectors run before every scrape. State of this process (pools, queues: `shared=False`) is also sampled
@@ -42,6 +42,7 @@ from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, Pla
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from .config import Config
+from . import outbox
 from .db import POOL
 from .passwords import PASSWORDS
 
@@ -145,6 +146,7 @@ def setup(app: web.Application) -> Metrics:
 
     def collect_pools() -> None:
         pool = app.get(POOL)
+        pool = getattr(pool, "raw", pool)  # server/db.py's Pool wraps asyncpg's
         if pool is not None:
             size.set(pool.get_size())
             idle.set(pool.get_idle_size())
@@ -154,6 +156,20 @@ def setup(app: web.Application) -> Metrics:
             hashing.set(passwords.in_use)
 
     metrics.register_collector(collect_pools)
+
+    backlog = metrics.gauge("outbox_backlog", "Events waiting for a delivery", mode="mostrecent")
+    oldest = metrics.gauge("outbox_oldest_pending_age_seconds", "Age of the oldest event waiting for a delivery",
+                           mode="mostrecent")
+    dead = metrics.gauge("outbox_dead_letters", "Events with a delivery that ran out of attempts", mode="mostrecent")
+
+    async def collect_outbox() -> None:  # rows every process sees alike: one query, by the scraped process
+        if (pool := app.get(POOL)) is not None:
+            stats = await outbox.stats(pool)
+            backlog.set(stats["backlog"])
+            oldest.set(float(stats["oldest_pending_age"] or 0))
+            dead.set(stats["dead_letters"])
+
+    metrics.register_collector(collect_outbox, shared=True)
     app.cleanup_ctx.append(metrics_ctx)
     return metrics
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .guards import ADMIN, ANYONE, OWNER, ROUTE_GUARDS, USER
-from .handlers import admin, auth, health, ops, users
+from .handlers import admin, auth, events, health, ops, users
 
 ID = r"{id:[1-9][0-9]{0,18}}"  # positive integers only; anything else matches no route (404)
 
@@ -28,6 +28,8 @@ ROUTES = [
     ("DELETE", f"/api/users/{ID}",           users.delete_user,   OWNER),
     ("GET",    "/api/admin/users",           admin.list_users,    ADMIN),
     ("PATCH",  f"/api/admin/users/{ID}",     admin.patch_user,    ADMIN),
+    ("GET",    "/api/admin/events",          events.list_events,  ADMIN),
+    ("POST",   f"/api/admin/events/{ID}/redeliver", events.redeliver_event, ADMIN),
 ]
 
 

@@ -18,7 +18,7 @@ from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.migrate import migrate
 from tests.openapi_check import validate_response
 
-TABLES = "users, posts, tags, post_tags, comments"
+TABLES = "users, posts, tags, post_tags, comments, outbox_events, outbox_deliveries, mail_sent"
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import responses
+from .. import outbox, responses
 from ..db import POOL, Q, transaction
-from ..errors import NotFound, ValidationError
+from ..errors import REQUEST_ID, NotFound, ValidationError
 from ..guards import caller, is_self_or_admin, require_owner_or_admin
 from ..inputs import Query, encode_cursor, paging, path_id, read_json
 from ..passwords import hash_password, verify_password
@@ -16,8 +16,11 @@ from ..schemas import SignUp, UserPatch
 async def create_user(request: web.Request) -> web.Response:
     body = await read_json(request, SignUp)
     password_hash = await hash_password(request, body.password)
-    row = await request.app[POOL].fetchrow(Q.insert_user, body.email, body.username, password_hash,
-                                           body.display_name, body.bio)
+    # The user and its user.created event commit together or not at all (the welcome email follows it).
+    async with transaction(request.app[POOL]) as conn:
+        row = await conn.fetchrow(Q.insert_user, body.email, body.username, password_hash, body.display_name,
+                                  body.bio)
+        await outbox.emit(conn, "user.created", {"userId": row["id"]}, request[REQUEST_ID])
     return responses.json({"data": responses.owner_user(row)}, status=201,
                           headers={"Location": f"/api/users/{row['id']}"})
 

@@ -1,0 +1,89 @@
+"""`python -m perf run | compare`: the load-test runner's command line (see perf/README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .report import compare, markdown
+from .runner import Options, Run
+from .scenarios import SCENARIOS
+
+
+def _list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _scenarios(value: str) -> list[str]:
+    names = _list(value)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown scenario(s) {unknown}; known: {', '.join(SCENARIOS)}")
+    return names
+
+
+def _env(value: str) -> tuple[str, str]:
+    name, sep, setting = value.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError("expected KEY=VALUE")
+    return name, setting
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m perf", description="Load tests with wrk and autocannon.")
+    commands = p.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="measure the scenarios and write perf/results/<time>/")
+    d = Options()
+    run.add_argument("--scenario", type=_scenarios, default=d.scenarios, dest="scenarios",
+                     help=f"comma-separated, default all: {','.join(SCENARIOS)}")
+    run.add_argument("--scale", type=lambda v: int(float(v)), default=d.scale, help="posts seeded (1e4 default, 1e6 big)")
+    run.add_argument("--duration", type=float, default=d.duration, help="seconds per measurement (30)")
+    run.add_argument("--warmup", type=float, default=d.warmup, help="seconds of unmeasured load first (5; 0 skips)")
+    run.add_argument("--connections", type=int, default=d.connections, help="concurrent connections (100)")
+    run.add_argument("--tool", type=_list, default=d.tools, dest="tools", help="wrk, autocannon or both (default)")
+    run.add_argument("--rate", type=int, default=d.rate,
+                     help="open loop: also run reads and mixed at this fixed req/s with autocannon (1000; 0 skips)")
+    run.add_argument("--target", help="measure a running service at this URL instead of starting one")
+    run.add_argument("--workers", type=int, default=d.workers, help="API processes (serve --workers N), 2")
+    run.add_argument("--cache", type=_list, default=d.caches, dest="caches", help="on, off or on,off (default)")
+    run.add_argument("--no-baseline", action="store_false", dest="baseline", help="skip the bare baseline")
+    run.add_argument("--seed", type=int, default=d.seed, help="seed of the data set (1)")
+    run.add_argument("--threads", type=int, default=d.threads, help="wrk threads (1: the other core serves)")
+    run.add_argument("--pg-pool-max", type=int, dest="pool_max", help="PG_POOL_MAX per process, service and baseline")
+    run.add_argument("--env", type=_env, action="append", default=[], help="KEY=VALUE for the service, repeatable")
+    run.add_argument("--compare", type=Path, help="an earlier run's folder: set side by side, flag regressions")
+    run.add_argument("--regression", type=float, default=d.regression, help="flag req/s drops or p99 rises past this (0.10)")
+    run.add_argument("--fail-on-regression", action="store_true", help="exit 3 when --compare flags a regression")
+    run.add_argument("--results", type=Path, default=d.results, help="where run folders go (perf/results)")
+    run.add_argument("--var", type=Path, default=d.var, help="cached PostgreSQL cluster with seeded databases")
+    run.add_argument("--posts", type=int, help="with --target: highest post id to ask for")
+    run.add_argument("--users", type=int, help="with --target: seeded users (user<id>@example.com)")
+    cmp = commands.add_parser("compare", help="print two finished runs side by side")
+    cmp.add_argument("old", type=Path)
+    cmp.add_argument("new", type=Path)
+    cmp.add_argument("--regression", type=float, default=d.regression)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.command == "compare":
+        old, new = (json.loads((f / "report.json").read_text()) for f in (args.old, args.new))
+        rows = compare(old, new, args.regression)
+        print(markdown({**new, "compared_with": str(args.old)}, rows))
+        return 3 if any(r["flags"] for r in rows) else 0
+    bad = [t for t in args.tools if t not in ("wrk", "autocannon")] + [c for c in args.caches if c not in ("on", "off")]
+    if bad:
+        print(f"unknown --tool or --cache value(s): {bad}", file=sys.stderr)
+        return 2
+    options = {k: v for k, v in vars(args).items() if k != "command"}
+    options["env"] = dict(options["env"])
+    return Run(Options(**options)).execute()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

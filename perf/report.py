@@ -1,0 +1,146 @@
+"""The run's verdicts and files: report.json, report.md (one table), the SLA check and the comparison."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .scenarios import SCENARIOS
+
+# The original design's floor, at 100 connections (login and sign-up: errors only, see `sla`).
+SLA_P95_MS, SLA_RPS, SLA_ERROR_RATE = 100.0, 1000.0, 0.001
+OPEN_LOOP_DELIVERY = 0.95  # at a fixed rate, at least this share of the offered requests must be answered
+
+
+def key(entry: dict) -> tuple:
+    return entry["scenario"], entry["tool"], entry["target"], entry.get("cache"), entry["mode"]
+
+
+def sla(entry: dict) -> list[str]:
+    """What `entry` misses of the SLA; baseline entries are not judged."""
+    if entry["target"] != "service":
+        return []
+    missed = []
+    if entry["error_rate"] >= SLA_ERROR_RATE:
+        missed.append(f"errors {entry['error_rate']:.2%} ≥ {SLA_ERROR_RATE:.1%}")
+    if SCENARIOS[entry["scenario"]].hashing:  # the password hash is the cost by design
+        return missed
+    if entry["latency_ms"]["p95"] >= SLA_P95_MS:
+        missed.append(f"p95 {entry['latency_ms']['p95']:.1f} ms ≥ {SLA_P95_MS:g} ms")
+    if entry["mode"] == "closed" and entry["rps"] <= SLA_RPS:
+        missed.append(f"{entry['rps']:.0f} req/s ≤ {SLA_RPS:g}")
+    if entry["mode"] == "open" and entry["rps"] < OPEN_LOOP_DELIVERY * entry["rate"]:
+        missed.append(f"{entry['rps']:.0f} req/s delivered of {entry['rate']} offered")
+    return missed
+
+
+def add_ratios(entries: list[dict]) -> None:
+    """`ratio`: the service's req/s over the baseline's (closed loop) or its p99 over the baseline's (open)."""
+    base = {(e["scenario"], e["tool"], e["mode"]): e for e in entries if e["target"] == "baseline"}
+    for e in entries:
+        b = base.get((e["scenario"], e["tool"], e["mode"]))
+        e["ratio"] = None
+        if e["target"] == "service" and b:
+            if e["mode"] == "closed" and b["rps"]:
+                e["ratio"] = round(e["rps"] / b["rps"], 3)
+            elif e["mode"] == "open" and b["latency_ms"]["p99"]:
+                e["ratio"] = round(e["latency_ms"]["p99"] / b["latency_ms"]["p99"], 3)
+
+
+def goals(entries: list[dict]) -> list[tuple[str, bool]]:
+    """The issue's targets beyond the SLA, each with whether this run meets it (reported, not enforced)."""
+    out = []
+    for e in entries:
+        if e["target"] != "service" or not SCENARIOS[e["scenario"]].open_loop:
+            continue
+        where = f"{e['scenario']} {e['tool']} cache {e.get('cache')}"
+        if e["mode"] == "closed" and e["ratio"] is not None and SCENARIOS[e["scenario"]].read:
+            if e.get("cache") == "on" and e["scenario"] in ("post", "list"):
+                out.append((f"{where}: ≥ 3× baseline req/s ({e['ratio']:.2f}×)", e["ratio"] >= 3))
+            if e.get("cache") == "off":
+                out.append((f"{where}: ≥ 0.85× baseline req/s ({e['ratio']:.2f}×)", e["ratio"] >= 0.85))
+        if e["mode"] == "open":
+            limit = 25.0 if e["scenario"] == "mixed" else 10.0
+            p99 = e["latency_ms"]["p99"]
+            out.append((f"{where} at {e['rate']} req/s: p99 < {limit:g} ms ({p99:.2f} ms)", p99 < limit))
+        if e["errors"] + e["non2xx"]:
+            out.append((f"{where} {e['mode']} loop: zero errors ({e['errors']} + {e['non2xx']} non-2xx)", False))
+    return out
+
+
+def compare(old: dict, new: dict, threshold: float = 0.10) -> list[dict]:
+    """Entries of both runs side by side; `regression` when req/s fell or p99 rose by more than `threshold`."""
+    before = {key(e): e for e in old["entries"]}
+    other_scale = old["meta"].get("scale") != new["meta"].get("scale")
+    rows = []
+    for e in new["entries"]:
+        o = before.get(key(e))
+        if o is None:
+            continue
+        rps = (e["rps"] - o["rps"]) / o["rps"] if o["rps"] else 0.0
+        p99 = (e["latency_ms"]["p99"] - o["latency_ms"]["p99"]) / o["latency_ms"]["p99"] if o["latency_ms"]["p99"] else 0.0
+        flags = []
+        if e["mode"] == "closed" and rps < -threshold:
+            flags.append(f"req/s {rps:+.0%}")
+        if p99 > threshold and e["latency_ms"]["p99"] - o["latency_ms"]["p99"] > 0.5:  # ignore sub-0.5 ms noise
+            flags.append(f"p99 {p99:+.0%}")
+        if other_scale and SCENARIOS[e["scenario"]].read and o["latency_ms"]["p95"]:
+            growth = e["latency_ms"]["p95"] / o["latency_ms"]["p95"]
+            if growth > 1.5:
+                flags.append(f"p95 ×{growth:.2f} across scales")
+        rows.append({"key": key(e), "old": o, "new": e, "rps_change": rps, "p99_change": p99, "flags": flags})
+    return rows
+
+
+def _ms(value: float) -> str:
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def markdown(report: dict, comparison: list[dict] | None = None) -> str:
+    meta = report["meta"]
+    lines = [f"# perf run {meta['started']}", "",
+             " · ".join(f"{k}: {meta[k]}" for k in ("scale", "workers", "connections", "duration", "rate", "commit")
+                        if meta.get(k) is not None), "",
+             "| scenario | tool | target | cache | loop | req/s | p50 ms | p95 ms | p99 ms | max ms | non-2xx "
+             "| errors | ratio | SLA |",
+             "|---|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
+    for e in report["entries"]:
+        loop = "closed" if e["mode"] == "closed" else f"open {e['rate']}/s"
+        ratio = "" if e.get("ratio") is None else f"{e['ratio']:.2f}× {'req/s' if e['mode'] == 'closed' else 'p99'}"
+        verdict = "" if e["target"] != "service" else ("ok" if not e["sla"] else "MISS: " + "; ".join(e["sla"]))
+        lat = e["latency_ms"]
+        lines.append(f"| {e['scenario']} | {e['tool']} | {e['target']} | {e.get('cache') or ''} | {loop} "
+                     f"| {e['rps']:,.0f} | {_ms(lat['p50'])} | {_ms(lat['p95'])} | {_ms(lat['p99'])} "
+                     f"| {_ms(lat['max'])} | {e['non2xx']} | {e['errors']} | {ratio} | {verdict} |")
+    if report.get("skipped"):
+        lines += ["", "Not measured:", ""]
+        lines += [f"- {s['scenario']} on {s['target']}: {s['reason']}" for s in report["skipped"]]
+    if report.get("goals"):
+        lines += ["", "Targets of the perf issue (reported, not enforced):", ""]
+        lines += [f"- [{'x' if ok else ' '}] {text}" for text, ok in report["goals"]]
+    if comparison is not None:
+        lines += ["", f"Compared with {report.get('compared_with')}:", "",
+                  "| scenario | tool | target | cache | loop | req/s before → now | p99 ms before → now | flags |",
+                  "|---|---|---|---|---|--:|--:|---|"]
+        for row in comparison:
+            o, n = row["old"], row["new"]
+            lines.append(f"| {' | '.join(str(k or '') for k in row['key'])} "
+                         f"| {o['rps']:,.0f} → {n['rps']:,.0f} ({row['rps_change']:+.0%}) "
+                         f"| {_ms(o['latency_ms']['p99'])} → {_ms(n['latency_ms']['p99'])} ({row['p99_change']:+.0%}) "
+                         f"| {'REGRESSION: ' + ', '.join(row['flags']) if row['flags'] else ''} |")
+    return "\n".join(lines) + "\n"
+
+
+def finish(report: dict, folder: Path, old: dict | None = None, threshold: float = 0.10) -> tuple[int, list[dict]]:
+    """Judge, write report.json and report.md; returns (misses, regressions)."""
+    add_ratios(report["entries"])
+    for e in report["entries"]:
+        e["sla"] = sla(e)
+    report["goals"] = goals(report["entries"])
+    comparison = compare(old, report, threshold) if old else None
+    regressions = [r for r in comparison or [] if r["flags"]]
+    report["regressions"] = [{"key": list(r["key"]), "flags": r["flags"]} for r in regressions]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (folder / "report.md").write_text(markdown(report, comparison))
+    return sum(1 for e in report["entries"] if e["sla"]), regressions

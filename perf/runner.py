@@ -1,0 +1,190 @@
+"""One run: start (or reach) the targets, prepare data, warm up, measure every scenario, write the report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import chart, prepare, report, tools
+from .prepare import Data
+from .scenarios import HERE, SCENARIOS, Scenario
+from .stack import ROOT, Stack
+
+log = logging.getLogger("perf")
+
+
+@dataclass
+class Options:
+    scenarios: list[str] = field(default_factory=lambda: list(SCENARIOS))
+    scale: int = 10_000
+    duration: float = 30.0
+    warmup: float = 5.0
+    connections: int = 100
+    tools: list[str] = field(default_factory=lambda: ["wrk", "autocannon"])
+    rate: int = 1000
+    target: str | None = None
+    workers: int = 2
+    caches: list[str] = field(default_factory=lambda: ["on", "off"])
+    baseline: bool = True
+    seed: int = 1
+    threads: int = 1
+    pool_max: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    compare: Path | None = None
+    regression: float = 0.10
+    fail_on_regression: bool = False
+    results: Path = HERE / "results"
+    var: Path = ROOT / "var" / "perf"
+    posts: int | None = None  # with --target: ranges the API cannot tell
+    users: int | None = None
+
+
+class Run:
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.started = datetime.now(timezone.utc)
+        self.folder = opts.results / self.started.strftime("%Y%m%d-%H%M%S")
+        self.tmp = Path(tempfile.mkdtemp(prefix="perf-run-"))
+        self.tmp.chmod(0o755)  # the embedded PostgreSQL's user must reach it
+        self.entries: list[dict] = []
+        self.skipped: list[dict] = []
+
+    def skip(self, scenario: Scenario, target: str, reason: str) -> None:
+        entry = {"scenario": scenario.name, "target": target, "reason": reason}
+        if entry not in self.skipped:  # the same reason under the second cache setting is said once
+            self.skipped.append(entry)
+        print(f"  skip {scenario.name} on {target}: {reason}", flush=True)
+
+    def measure(self, url: str, target: str, cache: str | None, scenarios: list[Scenario], data: Data) -> None:
+        o = self.opts
+        for s in scenarios:
+            if target == "service" and (missing := prepare.missing_routes(url, s, data)):
+                self.skip(s, target, f"route not available yet: {', '.join(missing)}")
+                continue
+            if s.needs == "cursors" and not data.cursors:
+                self.skip(s, target, "no cursors: GET /api/posts gave no meta.nextCursor")
+                continue
+            if s.needs == "tags" and not data.tags:
+                self.skip(s, target, "no tags in the data")
+                continue
+            if s.tokens:  # minted now, so that none expires during the scenario's measurements
+                data.tokens = prepare.mint_tokens(url, data.users)
+                if not data.tokens:
+                    self.skip(s, target, "no access tokens: POST /api/auth/login did not answer 200")
+                    continue
+            env = data.write(self.tmp / "data", prepare.nonce())
+            if o.warmup > 0:  # fills caches, pools and prepared-statement caches before anything counts
+                try:
+                    tools.run(o.tools[0], s, tools.Load(url, o.connections, o.warmup, threads=o.threads),
+                              {**env, "PERF_NONCE": prepare.nonce()})
+                except tools.ToolError as exc:
+                    self.skip(s, target, f"warm-up failed: {exc}")
+                    continue
+            runs = [(tool, tools.Load(url, o.connections, o.duration, threads=o.threads)) for tool in o.tools]
+            if o.rate and s.open_loop:
+                runs.append(("autocannon", tools.Load(url, o.connections, o.duration, rate=o.rate)))
+            for tool, load in runs:
+                mode = "open" if load.rate else "closed"
+                raw = self.folder / "raw" / f"{target}-{cache or 'na'}-{s.name}-{tool}-{mode}.txt"
+                try:
+                    result = tools.run(tool, s, load, {**env, "PERF_NONCE": prepare.nonce()}, raw)
+                except tools.ToolError as exc:
+                    self.skip(s, target, str(exc))
+                    continue
+                entry = {"scenario": s.name, "target": target, "cache": cache, "mode": mode,
+                         "connections": load.connections, "rate": load.rate, **result}
+                self.entries.append(entry)
+                lat = entry["latency_ms"]
+                print(f"  {target:8} {cache or '':3} {s.name:11} {tool:10} {mode:6} {entry['rps']:>9,.0f} req/s  "
+                      f"p50 {lat['p50']:.2f}  p95 {lat['p95']:.2f}  p99 {lat['p99']:.2f} ms  "
+                      f"non-2xx {entry['non2xx']}  errors {entry['errors']}", flush=True)
+                time.sleep(1)  # let queues drain between measurements
+
+    def own_stack(self) -> None:
+        o = self.opts
+        with Stack(o.var, self.tmp, o.workers, o.pool_max, logs=self.folder / "raw") as stack:
+            seeded = stack.seed(o.scale, o.seed)
+            data = Data(posts=seeded.posts, users=seeded.users, tags=seeded.tags, seed=o.seed)
+            self.meta.update(posts=seeded.posts, users=seeded.users, pool=list(stack.pools()))
+            selected = [SCENARIOS[n] for n in o.scenarios]
+            for i, cache in enumerate(o.caches):
+                if i:
+                    stack.reset()
+                # Writes and logins do not depend on the cache: measured once, with the first setting.
+                scenarios = [s for s in selected if i == 0 or s.open_loop]
+                extra = {"CACHE_ENABLED": "true" if cache == "on" else "false",
+                         # Sign-up and login queue for the hash instead of answering 503 (see README).
+                         "HASH_QUEUE": str(max(32, o.connections)), **o.env}
+                print(f"service, cache {cache}, {o.workers} workers", flush=True)
+                with stack.service(extra) as url:
+                    data.cursors = data.cursors or prepare.harvest_cursors(url)
+                    self.measure(url, "service", cache, scenarios, data)
+            if o.baseline:
+                print("baseline", flush=True)
+                stack.reset()
+                with stack.baseline() as (url, served):
+                    self.meta["baseline_skipped"] = served.get("skipped", {})
+                    for s in selected:
+                        if s.name not in served["scenarios"]:
+                            self.skip(s, "baseline", served.get("skipped", {}).get(s.name, "not served by the baseline"))
+                    self.measure(url, "baseline", None, [s for s in selected if s.name in served["scenarios"]], data)
+
+    def execute(self) -> int:
+        o = self.opts
+        for tool in set(o.tools) | ({"autocannon"} if o.rate else set()):
+            tools.check(tool)
+        self.meta = {"started": self.started.isoformat(timespec="seconds"), "scale": o.scale, "seed": o.seed,
+                     "workers": o.workers, "connections": o.connections, "duration": o.duration,
+                     "warmup": o.warmup, "rate": o.rate, "tools": o.tools, "caches": o.caches,
+                     "target": o.target or "own", "commit": _commit(), "machine": _machine()}
+        try:
+            if o.target:
+                data = prepare.discover(o.target.rstrip("/"), o.posts, o.users, o.seed)
+                data.cursors = prepare.harvest_cursors(o.target.rstrip("/"))
+                # The target's own settings are unknown: its scale is what it holds.
+                self.meta.update(posts=data.posts, users=data.users, scale=data.posts, workers=None)
+                self.measure(o.target.rstrip("/"), "service", None, [SCENARIOS[n] for n in o.scenarios], data)
+            else:
+                self.own_stack()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        return self.finish()
+
+    def finish(self) -> int:
+        o = self.opts
+        old = json.loads((o.compare / "report.json").read_text()) if o.compare else None
+        body = {"meta": self.meta, "entries": self.entries, "skipped": self.skipped,
+                "compared_with": str(o.compare) if o.compare else None}
+        misses, regressions = report.finish(body, self.folder, old, o.regression)
+        drawn = chart.draw(self.entries, self.folder / "latency.png") if self.entries else False
+        print(f"\n{self.folder / 'report.md'}" + ("" if drawn else " (no latency.png: install the perf extra)"))
+        print((self.folder / "report.md").read_text())
+        if not self.entries:
+            print("nothing was measured")
+            return 2
+        if misses:
+            print(f"{misses} measurement(s) miss the SLA")
+            return 1
+        if regressions and o.fail_on_regression:
+            print(f"{len(regressions)} regression(s) against {o.compare}")
+            return 3
+        return 0
+
+
+def _commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False)
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=False)
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def _machine() -> str:
+    return f"{os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}"

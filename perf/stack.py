@@ -1,0 +1,146 @@
+"""What a run measures against: PostgreSQL with a cached seeded database, Redis, the service, the baseline."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import redis
+import uvloop
+
+from server.config import Config
+from server.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from server.serve import pool_sizes
+
+from .dataset import RUN_DB, Seeded, copy_database, dsn_of, prepare_database
+
+log = logging.getLogger("perf.stack")
+ROOT = Path(__file__).resolve().parent.parent
+# Limits far above any load this machine can offer: the limiter runs (its Redis script and headers on
+# every request, as in production) but never refuses.
+RAISED_LIMIT = "1000000000/1m"
+# Settings the service needs when DATABASE_URL is set (production mode) that a run cannot derive,
+# e.g. the signing key's variable once auth lands; `--env KEY=VALUE` adds more per run.
+SERVICE_ENV: dict[str, str] = {}
+
+
+def wait_ready(url: str, proc: subprocess.Popen | None, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode} at start")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (OSError, urllib.error.HTTPError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f} s")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 30) -> int:
+    """SIGTERM by pid, then SIGKILL if it does not exit in time."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+class Stack:
+    """Own PostgreSQL (kept under `var_dir`, seeded databases cached) and a fresh Redis per run."""
+
+    def __init__(self, var_dir: Path, tmp_dir: Path, workers: int, pool_max: int | None, logs: Path) -> None:
+        self.var_dir, self.tmp_dir, self.workers, self.pool_max = var_dir, tmp_dir, workers, pool_max
+        self.logs = logs  # the service's and the baseline's output, kept with the run (not committed)
+        self.pg: EmbeddedPostgres | None = None
+        self.redis: EmbeddedRedis | None = None
+        self.dsn = self.redis_url = ""
+        self.limits = (100, 3)
+
+    def __enter__(self) -> Stack:
+        self.pg = EmbeddedPostgres(self.var_dir / "postgres")
+        self.admin_dsn = self.pg.start()
+        self.redis = EmbeddedRedis(self.tmp_dir / "redis", persist=False)
+        self.redis_url = self.redis.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.redis:
+            self.redis.stop()
+        if self.pg:
+            self.pg.stop()
+
+    def seed(self, posts: int, seed: int) -> Seeded:
+        seeded = uvloop.run(prepare_database(self.admin_dsn, posts, seed))
+        self.template, self.limits = seeded.template, seeded.limits
+        self.dsn = dsn_of(self.admin_dsn, RUN_DB)
+        return seeded
+
+    def reset(self) -> None:
+        """A fresh copy of the seeded rows: the writes of an earlier target do not reach the next one."""
+        uvloop.run(copy_database(self.admin_dsn, self.template))
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            client.flushall()  # cached responses and rate-limit budgets of the earlier target
+        finally:
+            client.close()
+
+    def pools(self) -> tuple[int, int]:
+        """Per-process pool of both the service and the baseline: the service's own rule (server/serve.py)."""
+        config = Config(workers=self.workers, **({"pg_pool_max": self.pool_max} if self.pool_max else {}))
+        return pool_sizes(config, *self.limits)
+
+    def _env(self, port: int, extra: dict[str, str]) -> dict[str, str]:
+        low, high = self.pools()
+        return {**os.environ, "DATABASE_URL": self.dsn, "REDIS_URL": self.redis_url, "HOST": "127.0.0.1",
+                "PORT": str(port), "LOG_LEVEL": "warning", "LOG_FORMAT": "json", "VAR_DIR": str(self.tmp_dir / "var"),
+                "PG_POOL_MIN": str(low), "PG_POOL_MAX": str(high), **extra}
+
+    @contextlib.contextmanager
+    def service(self, extra: dict[str, str]) -> Iterator[str]:
+        """`python -m server serve --workers N` as in production; yields its base URL."""
+        port = free_port()
+        env = self._env(port, {"RATE_LIMIT": RAISED_LIMIT, "RATE_LIMIT_LOGIN": RAISED_LIMIT, **SERVICE_ENV, **extra})
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with open(self.logs / f"service-{port}.log", "ab") as log_file:
+            proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--workers", str(self.workers)],
+                                    cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            if stop(proc) != 0:
+                log.warning("the service exited with %s (log: %s)", proc.returncode, log_file.name)
+
+    @contextlib.contextmanager
+    def baseline(self) -> Iterator[tuple[str, dict]]:
+        """N `perf.baseline` processes on one port (SO_REUSEPORT); yields its URL and what it serves."""
+        port = free_port()
+        env = self._env(port, {})
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with open(self.logs / f"baseline-{port}.log", "ab") as log_file:
+            procs = [subprocess.Popen([sys.executable, "-m", "perf.baseline"], cwd=ROOT, env=env, stdout=log_file,
+                                      stderr=subprocess.STDOUT) for _ in range(self.workers)]
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/_baseline", procs[0])
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_baseline", timeout=5) as response:
+                served = json.loads(response.read())
+            yield f"http://127.0.0.1:{port}", served
+        finally:
+            for proc in procs:
+                stop(proc)

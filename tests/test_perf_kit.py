@@ -1,0 +1,144 @@
+"""The perf kit: tool output → figures → report table and JSON, the SLA verdict, comparisons, the baseline.
+
+The canned outputs under tests/data/perf were captured from real 2-second runs against /healthz
+(`wrk ... -s perf/wrk/health.lua`, `node perf/autocannon/health.js ...`, closed and open loop).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from perf import report, tools
+from perf.runner import Options, Run
+from perf.scenarios import SCENARIOS
+
+DATA = Path(__file__).resolve().parent / "data" / "perf"
+
+
+def _canned(name: str) -> dict:
+    return tools.parse((DATA / name).read_text())
+
+
+def _entry(name: str, scenario="health", target="service", cache="on", mode="closed", rate=0, **changes) -> dict:
+    entry = {"scenario": scenario, "target": target, "cache": cache, "mode": mode, "connections": 10,
+             "rate": rate, **_canned(name)}
+    for k, v in changes.items():
+        if k in ("p95", "p99"):
+            entry["latency_ms"] = {**entry["latency_ms"], k: v}
+        else:
+            entry[k] = v
+    return entry
+
+
+def test_wrk_output_becomes_the_common_figures():
+    figures = _canned("wrk-health.txt")
+    assert figures["tool"] == "wrk" and figures["requests"] == 20996 and figures["duration_s"] == 2.014
+    assert figures["rps"] == pytest.approx(10427.49, abs=0.05)  # what wrk itself printed
+    assert figures["latency_ms"] == {"p50": 0.441, "p75": 2.045, "p90": 3.651, "p95": 4.805, "p99": 10.647,
+                                     "p99.9": 20.935, "p99.99": 22.878, "mean": 1.507, "max": 22.931}
+    assert (figures["errors"], figures["non2xx"], figures["error_rate"]) == (0, 0, 0)
+
+
+def test_autocannon_output_becomes_the_common_figures():
+    closed, opened = _canned("autocannon-health.txt"), _canned("autocannon-health-open.txt")
+    assert closed["requests"] == 30420 and closed["rps"] == 14985.2
+    assert closed["latency_ms"]["p95"] == 0.958 and closed["latency_ms"]["max"] == 49.734
+    # Open loop: the sum of the 10 staggered instances' own rates, each of which ran 2 or 3 s.
+    assert opened["requests"] == 463 and opened["rps"] == 200.5 and opened["latency_ms"]["p99"] == 6.919
+
+
+def test_a_line_without_figures_is_an_error():
+    with pytest.raises(tools.ToolError, match="no PERF_RESULT"):
+        tools.parse("Running 2s test @ http://127.0.0.1:1\nconnection refused\n")
+
+
+def test_report_table_and_json(tmp_path):
+    entries = [_entry("wrk-health.txt"), _entry("autocannon-health.txt"),
+               _entry("autocannon-health-open.txt", mode="open", rate=200),
+               _entry("wrk-health.txt", target="baseline", cache=None, rps=20000.0)]
+    body = {"meta": {"started": "2026-01-01T00:00:00+00:00", "scale": 10000, "workers": 2}, "entries": entries,
+            "skipped": [{"scenario": "post", "target": "service", "reason": "route not available yet"}]}
+    misses, regressions = report.finish(body, tmp_path)
+    assert (misses, regressions) == (0, [])
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["entries"][0]["ratio"] == pytest.approx(10427.5 / 20000, abs=0.001)
+    assert saved["entries"][1]["ratio"] is None  # no autocannon baseline in this run
+    md = (tmp_path / "report.md").read_text()
+    assert "| health | wrk | service | on | closed | 10,428 | 0.44 | 4.80 | 10.6 | 22.9 | 0 | 0 | 0.52× req/s | ok |" in md
+    assert "| health | autocannon | service | on | open 200/s | 200 | 0.14 | 4.34 | 6.92 | 14.9 | 0 | 0 |  | ok |" in md
+    assert "| health | wrk | baseline |  | closed | 20,000 |" in md
+    assert "- post on service: route not available yet" in md
+
+
+@pytest.mark.parametrize("changes, scenario, missed", [
+    ({}, "health", []),
+    ({"p95": 120.0}, "health", ["p95 120.0 ms ≥ 100 ms"]),
+    ({"rps": 900.0}, "health", ["900 req/s ≤ 1000"]),
+    ({"non2xx": 40, "error_rate": 40 / 33702}, "health", ["errors 0.12% ≥ 0.1%"]),
+    ({"errors": 30, "error_rate": 30 / 20996}, "health", ["errors 0.14% ≥ 0.1%"]),
+    ({"p95": 400.0, "rps": 90.0}, "login", []),  # the hash is the cost: exempt from throughput and latency
+    ({"p95": 400.0, "rps": 90.0, "error_rate": 0.5}, "signup", ["errors 50.00% ≥ 0.1%"]),  # ... not from errors
+])
+def test_sla_verdicts(changes, scenario, missed):
+    assert report.sla(_entry("wrk-health.txt", scenario=scenario, **changes)) == missed
+
+
+def test_open_loop_that_cannot_deliver_the_rate_misses():
+    entry = _entry("autocannon-health-open.txt", mode="open", rate=1000)
+    assert report.sla(entry) == ["200 req/s delivered of 1000 offered"]
+
+
+def _finish(tmp_path, entries, **options) -> int:
+    run = Run(Options(results=tmp_path, **options))
+    run.meta = {"started": "2026-01-01T00:00:00+00:00", "scale": 10000}
+    run.entries = entries
+    run.tmp.rmdir()
+    return run.finish()
+
+
+def test_the_run_exits_non_zero_on_a_miss_and_zero_otherwise(tmp_path, capsys):
+    assert _finish(tmp_path / "ok", [_entry("wrk-health.txt")]) == 0
+    assert _finish(tmp_path / "miss", [_entry("wrk-health.txt", p95=150.0)]) == 1
+    assert "1 measurement(s) miss the SLA" in capsys.readouterr().out
+    assert _finish(tmp_path / "none", []) == 2
+
+
+def test_compare_flags_regressions(tmp_path):
+    old_dir = tmp_path / "old"
+    _finish(old_dir, [_entry("wrk-health.txt")])
+    old = next(old_dir.iterdir())
+    slower = [_entry("wrk-health.txt", rps=8000.0, p99=25.0)]
+    assert _finish(tmp_path / "new", slower, compare=old, fail_on_regression=True) == 3
+    md = next((tmp_path / "new").iterdir()).joinpath("report.md").read_text()
+    assert "10,428 → 8,000 (-23%)" in md and "REGRESSION: req/s -23%, p99 +135%" in md
+    assert _finish(tmp_path / "same", [_entry("wrk-health.txt")], compare=old, fail_on_regression=True) == 0
+
+
+def test_every_scenario_has_a_script_for_each_tool():
+    for scenario in SCENARIOS.values():
+        for tool in ("wrk", "autocannon"):
+            assert scenario.script(tool).is_file(), scenario.script(tool)
+
+
+async def test_the_baseline_serves_the_named_queries_it_has_and_says_what_it_skips(aiohttp_client, db, base_config,
+                                                                                   monkeypatch):
+    from perf import baseline
+
+    monkeypatch.setenv("DATABASE_URL", base_config.database_url)
+    monkeypatch.setenv("PG_POOL_MIN", "1")
+    monkeypatch.setenv("PG_POOL_MAX", "2")
+    user_id = await db.fetchval("INSERT INTO users (email, username, password_hash) VALUES ('b@example.com', "
+                                "'bee', 'x') RETURNING id")
+    client = await aiohttp_client(baseline.create_app())
+    info = await (await client.get("/_baseline")).json()
+    assert {"health", "user"} <= set(info["scenarios"])
+    # Every planned scenario is either served or skipped with a reason (until the posts queries land).
+    assert set(baseline.PLANS) <= set(info["scenarios"]) | set(info["skipped"])
+    assert not set(info["scenarios"]) & set(info["skipped"]) and all(info["skipped"].values())
+    response = await client.get(f"/api/users/{user_id}")
+    assert response.status == 200 and (await response.json())["data"]["username"] == "bee"
+    assert "X-Request-Id" not in response.headers  # no middleware at all
+    assert (await client.get("/api/users/999999")).status == 404

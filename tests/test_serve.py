@@ -1,0 +1,105 @@
+"""`serve --workers N`: N processes answer on one port, each with its own socket; SIGTERM stops them all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from server.config import Config
+from server.embedded import free_port
+from server.serve import pool_sizes
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Inodes of the sockets in LISTEN state on 127.0.0.1:port (state 0A in /proc/net/tcp)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":
+            inodes.add(fields[9])
+    return inodes
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def _get(port: int, path: str) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+        return response.status
+
+
+def test_two_workers_share_one_port_and_stop_together_on_sigterm(base_config):
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": base_config.database_url, "REDIS_URL": base_config.redis_url,
+           "PORT": str(port), "LOG_LEVEL": "warning", "PG_POOL_MIN": "1", "PG_POOL_MAX": "4"}
+    proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--workers", "2"], cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while len(_listening_inodes(port)) < 2:
+            assert proc.poll() is None, "serve exited at start"
+            assert time.monotonic() < deadline, "two listening sockets did not appear"
+            time.sleep(0.1)
+        children = _children(proc.pid)
+        assert len(children) == 2
+        listening = _listening_inodes(port)
+        # SO_REUSEPORT: each child holds its own listening socket on the port; the parent holds none.
+        owners = {pid: _socket_inodes(pid) & listening for pid in children}
+        assert all(len(held) == 1 for held in owners.values()) and set().union(*owners.values()) == listening
+        assert not _socket_inodes(proc.pid) & listening
+        assert all(_get(port, "/readyz") == 200 for _ in range(20))  # a new connection each time
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        for pid in children:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("workers, pool_max, limit, expected", [
+    (1, 32, 300, (4, 32)),      # the configured pool fits
+    (4, 32, 100, (4, 21)),      # (100 - 3 reserved - 10 kept free) // 4
+    (8, 32, 60, (4, 5)),
+    (40, 32, 60, (1, 1)),       # the minimum follows the maximum down
+])
+def test_pool_sizes_fit_the_servers_connection_limit(workers, pool_max, limit, expected):
+    config = Config(workers=workers, pg_pool_max=pool_max, pg_pool_min=4)
+    assert pool_sizes(config, limit, 3) == expected
+
+
+def test_more_workers_than_connections_is_refused():
+    with pytest.raises(RuntimeError, match="too few for 60 workers"):
+        pool_sizes(Config(workers=60), 60, 3)
