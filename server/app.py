@@ -11,6 +11,7 @@ from .guards import auth_middleware, keys_ctx
 from .metrics import setup as setup_metrics
 from .observe import observe_middleware
 from .passwords import passwords_ctx
+from .ratelimit import ratelimit_ctx, ratelimit_middleware
 from .redisdb import redis_ctx
 from .routes import setup_routes
 from .worker import worker_ctx
@@ -18,10 +19,11 @@ from .worker import worker_ctx
 
 def create_app(config: Config) -> web.Application:
     """The application for `config`, whose database_url and redis_url must be set. Does no I/O."""
-    middlewares = [envelope_middleware(config.max_in_flight, config.request_timeout), auth_middleware]
+    middlewares = [envelope_middleware(config.max_in_flight, config.request_timeout), ratelimit_middleware,
+                   auth_middleware]
     app = web.Application(middlewares=middlewares, client_max_size=config.body_limit)
     app[CONFIG] = config
-    app.cleanup_ctx.extend([keys_ctx, pg_ctx, redis_ctx, passwords_ctx])
+    app.cleanup_ctx.extend([keys_ctx, pg_ctx, redis_ctx, ratelimit_ctx, passwords_ctx])
     if config.runs_worker_in_process:  # the embedded mode: one command runs the whole system
         app.cleanup_ctx.append(worker_ctx)
     setup_routes(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -103,6 +104,27 @@ class Config:
         default=100000, metadata={"env": "STREAM_MAXLEN", "doc": "approximate length the Redis Stream `events` is trimmed to"})
     worker_in_process: bool | None = dataclasses.field(
         default=None, metadata={"env": "WORKER_IN_PROCESS", "doc": "run the outbox worker inside `serve`; unset: only in the embedded mode"})
+    # Rate limiting and Redis degradation (issue 5). A policy is `N/W`: N requests per window W
+    # (`900s`, `15m`, `1h`, `1d`, or a bare unit like `m`). The Redis timeout bounds how long any request
+    # waits on Redis (pool wait, connect, command together); after that many consecutive failures the
+    # breaker stops asking Redis until a probe succeeds. The fallback keeps the per-process budgets while
+    # Redis is away: one small entry per client, the least recently seen dropped past the size.
+    rate_limit: str = dataclasses.field(
+        default="100/15m", metadata={"env": "RATE_LIMIT", "doc": "default policy per client IP on every `/api/` request, `N/W`"})
+    rate_limit_login: str = dataclasses.field(
+        default="10/15m", metadata={"env": "RATE_LIMIT_LOGIN", "doc": "`POST /api/auth/login` policy, per client IP and per email"})
+    rate_limit_enabled: bool = dataclasses.field(
+        default=True, metadata={"env": "RATE_LIMIT_ENABLED", "doc": "`false` turns the limiter and its header fields off"})
+    trusted_proxies: str = dataclasses.field(
+        default="", metadata={"env": "TRUSTED_PROXIES", "doc": "comma-separated addresses or networks whose `X-Forwarded-For` is believed"})
+    rate_limit_fallback_size: int = dataclasses.field(
+        default=50_000, metadata={"env": "RATE_LIMIT_FALLBACK_SIZE", "doc": "clients tracked per process while Redis is unreachable"})
+    redis_timeout: float = dataclasses.field(
+        default=0.25, metadata={"env": "REDIS_TIMEOUT", "doc": "seconds a request waits on Redis at most"})
+    redis_breaker_failures: int = dataclasses.field(
+        default=3, metadata={"env": "REDIS_BREAKER_FAILURES", "doc": "consecutive Redis failures that open the circuit breaker"})
+    redis_breaker_reset: float = dataclasses.field(
+        default=2.0, metadata={"env": "REDIS_BREAKER_RESET", "doc": "seconds the breaker stays open before one probe tries Redis again"})
     # Operability: access log, metrics, CORS.
     access_log: bool = dataclasses.field(
         default=True, metadata={"env": "ACCESS_LOG", "doc": "one log line per request; `false` for load tests"})
@@ -178,6 +200,7 @@ class Config:
             if getattr(self, name) <= 0:
                 problems.append(f"{name.upper()} must be positive")
         problems += _check_events(self)
+        problems += _check_rate_limits(self)
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -208,3 +231,46 @@ def _check_events(config: Config) -> list[str]:
     if config.smtp_url and urlsplit(config.smtp_url).scheme not in ("smtp", "smtps"):
         problems.append("SMTP_URL must start with smtp:// or smtps://")
     return problems
+
+
+def _check_rate_limits(config: Config) -> list[str]:
+    problems = []
+    for name in ("rate_limit", "rate_limit_login"):
+        try:
+            parse_rate(getattr(config, name))
+        except ValueError as exc:
+            problems.append(f"{name.upper()}: {exc}")
+    try:
+        parse_networks(config.trusted_proxies)
+    except ValueError as exc:
+        problems.append(f"TRUSTED_PROXIES: {exc}")
+    for name in ("rate_limit_fallback_size", "redis_breaker_failures"):
+        if getattr(config, name) < 1:
+            problems.append(f"{name.upper()} must be positive")
+    for name in ("redis_timeout", "redis_breaker_reset"):
+        if not getattr(config, name) > 0:
+            problems.append(f"{name.upper()} must be a positive number of seconds")
+    return problems
+
+
+_RATE = re.compile(r"^([0-9]+)/([0-9]*)([smhd]?)$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "": 1}
+
+
+def parse_rate(text: str) -> tuple[int, int]:
+    """`N/W` as (N requests, W seconds): `100/15m`, `10/900s`, `5/1h`, `60/m` (one minute), `3/30`."""
+    match = _RATE.match(text.replace(" ", ""))
+    if not match or (not match.group(2) and not match.group(3)):
+        raise ValueError(f"{text!r} is not N/W, e.g. 100/15m")
+    count, window = int(match.group(1)), int(match.group(2) or 1) * _UNIT[match.group(3)]
+    # The limiter counts in whole microseconds, in doubles inside Redis's Lua: these bounds keep every
+    # number it handles exact (below 2^53). A rate over one per microsecond (a load test's "no limit",
+    # e.g. 10^9 per minute) is served at one per microsecond, which still keeps the documented bound.
+    if not 1 <= count <= 10**12 or not 1 <= window <= 10**7:
+        raise ValueError(f"{text!r} needs 1 to 10^12 requests per 1 s to 10^7 s")
+    return count, window
+
+
+def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated addresses or CIDR networks (`10.0.0.1, 10.1.0.0/16, ::1`)."""
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())

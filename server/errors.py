@@ -32,6 +32,9 @@ from aiohttp import web
 log = logging.getLogger("server.errors")
 
 REQUEST_ID = web.RequestKey("request_id", str)
+# Header fields an inner layer wants on the answer whatever it is (the rate limiter's): the envelope adds
+# them to the error answers it renders, since those are built here, outside that layer.
+RESPONSE_HEADERS = web.RequestKey("response_headers", dict)
 
 
 class ApiError(Exception):
@@ -125,8 +128,8 @@ def error_body(error: ApiError, request_id: str | None) -> bytes:
     return orjson.dumps({"error": body})
 
 
-def error_response(error: ApiError, request_id: str | None) -> web.Response:
-    headers = dict(error.headers)
+def error_response(error: ApiError, request_id: str | None, extra: dict[str, str] | None = None) -> web.Response:
+    headers = {**extra, **error.headers} if extra else dict(error.headers)
     if request_id:
         headers["X-Request-Id"] = request_id
     return web.Response(status=error.status, body=error_body(error, request_id),
@@ -215,8 +218,9 @@ def envelope_middleware(max_in_flight: int, request_timeout: float):
         except web.HTTPException as exc:
             if exc.status < 400:  # redirects and 304s pass through, with the id
                 exc.headers["X-Request-Id"] = request_id
+                exc.headers.update(request.get(RESPONSE_HEADERS, {}))
                 raise
-            return error_response(from_exception(exc), request_id)
+            return error_response(from_exception(exc), request_id, request.get(RESPONSE_HEADERS))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - this is the one place that answers every failure
@@ -227,7 +231,7 @@ def envelope_middleware(max_in_flight: int, request_timeout: float):
             elif isinstance(error, ServiceUnavailable) and not isinstance(exc, ApiError):
                 log.warning("dependency unavailable on %s %s: %s", request.method, request.path,
                             type(exc).__name__, extra={"request_id": request_id})
-            return error_response(error, request_id)
+            return error_response(error, request_id, request.get(RESPONSE_HEADERS))
         finally:
             in_flight -= 1
         response.headers["X-Request-Id"] = request_id

@@ -45,6 +45,7 @@ from .config import Config
 from . import outbox
 from .db import POOL
 from .passwords import PASSWORDS
+from .ratelimit import LIMITER
 
 log = logging.getLogger("server.metrics")
 disable_created_metrics()  # no `_created` series: they double the output and no dashboard reads them
@@ -156,6 +157,22 @@ def setup(app: web.Application) -> Metrics:
             hashing.set(passwords.in_use)
 
     metrics.register_collector(collect_pools)
+
+    rejections = metrics.counter("rate_limit_rejections_total", "Requests refused with 429 by the rate limiter")
+    fallbacks = metrics.counter("rate_limit_fallback_decisions_total",
+                                "Rate-limit decisions taken in this process because Redis was unavailable")
+    breaker = metrics.gauge("redis_breaker_open", "1 while the Redis circuit breaker is open", mode="livemax")
+    seen = {"refused": 0, "fallbacks": 0}
+
+    def collect_limiter() -> None:  # the limiter keeps plain ints on its hot path; counters advance here
+        limiter = app.get(LIMITER)
+        if limiter is not None:
+            rejections.inc(limiter.refused - seen["refused"])
+            fallbacks.inc(limiter.fallbacks - seen["fallbacks"])
+            seen.update(refused=limiter.refused, fallbacks=limiter.fallbacks)
+            breaker.set(0 if limiter.breaker.state == "closed" else 1)
+
+    metrics.register_collector(collect_limiter)
 
     backlog = metrics.gauge("outbox_backlog", "Events waiting for a delivery", mode="mostrecent")
     oldest = metrics.gauge("outbox_oldest_pending_age_seconds", "Age of the oldest event waiting for a delivery",

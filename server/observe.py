@@ -18,6 +18,7 @@ from .config import Config
 from .errors import REQUEST_ID, request_id_of
 from .guards import PRINCIPAL
 from .metrics import METRICS
+from .ratelimit import LIMITER
 
 access_log = logging.getLogger("server.access")
 
@@ -34,6 +35,12 @@ def _route(request: web.Request) -> str:
     """The route template (`/api/users/{id}`), never the raw path; `unmatched` when no route matched."""
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else "unmatched"
+
+
+def _client_ip(request: web.Request) -> str | None:
+    """The socket's peer, or the address a trusted proxy forwarded (TRUSTED_PROXIES), as the limiter sees it."""
+    limiter = request.app.get(LIMITER)
+    return limiter.client_ip.address(request.remote, request.headers) if limiter is not None else request.remote
 
 
 class Observer:
@@ -95,7 +102,7 @@ class Observer:
             access_log.info("%s %s %d %.2fms", request.method, request.path, status, ms, extra={
                 "request_id": request.get(REQUEST_ID), "method": request.method, "route": route,
                 "path": request.path, "status": status, "duration_ms": ms,
-                "user_id": getattr(principal, "user_id", None), "client_ip": request.remote})
+                "user_id": getattr(principal, "user_id", None), "client_ip": _client_ip(request)})
 
 
 def observe_middleware(config: Config, app: web.Application):

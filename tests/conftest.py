@@ -49,8 +49,10 @@ def redis_server(tmp_root):
 
 @pytest.fixture(scope="session")
 def base_config(pg_server, redis_server, tmp_root) -> Config:
+    # Limits raised out of the way: tests send many requests from one address; tests/test_ratelimit.py
+    # sets its own.
     return Config(database_url=pg_server.dsn, redis_url=redis_server.url, pg_pool_min=1, pg_pool_max=10,
-                  var_dir=str(tmp_root / "var"))
+                  var_dir=str(tmp_root / "var"), rate_limit="1000000/15m", rate_limit_login="1000000/15m")
 
 
 @pytest.fixture

@@ -45,8 +45,8 @@ def live_server(config, folder: Path, **env: str) -> Iterator[LiveServer]:
     environ = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR",)}
     environ.update({"DATABASE_URL": config.database_url, "REDIS_URL": config.redis_url, "HOST": "127.0.0.1",
                     "PORT": str(port), "VAR_DIR": str(folder / "var"), "LOG_FORMAT": "json",
-                    # The rate limiter (once merged) must not turn a fuzzing run into 429s.
-                    "RATE_LIMIT": "1000000/1m", **env})
+                    # The rate limiter must not turn a fuzzing run into 429s (tests/test_ratelimit.py tests it).
+                    "RATE_LIMIT": "1000000/1m", "RATE_LIMIT_LOGIN": "1000000/1m", **env})
     log_path = folder / f"server-{port}.log"
     url = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:

@@ -82,6 +82,17 @@ async def test_outbox_gauges(client, db):
     assert ("process_cpu_seconds_total", ()) in metrics
 
 
+async def test_rate_limit_rejections(aiohttp_client, make_config, db):
+    client = await aiohttp_client(create_app(make_config(rate_limit="2/1m")), middlewares=(validate_response,))
+    statuses = [(await client.get("/api/users/1")).status for _ in range(3)]
+    assert statuses == [404, 404, 429]
+    metrics = await scrape(client)  # not under /api/: not limited
+    assert metrics[("rate_limit_rejections_total", ())] == 1
+    assert metrics[("rate_limit_fallback_decisions_total", ())] == 0
+    assert metrics[("redis_breaker_open", ())] == 0
+    assert count(metrics, "/api/users/{id}", "429") == 1
+
+
 async def test_collectors_registered_by_other_modules(aiohttp_client, config, db):
     """The hook the cache, rate limiter and outbox use: sync and async collectors, and a broken one."""
     app = create_app(config)

@@ -93,3 +93,11 @@ async def test_access_log_can_be_switched_off(aiohttp_client, make_config, db, c
     caplog.set_level(logging.INFO, logger="server.access")
     await client.get("/healthz")
     assert not [r for r in caplog.records if r.name == "server.access"]
+
+
+async def test_access_log_shows_the_forwarded_client_behind_a_trusted_proxy(aiohttp_client, make_config, db, caplog):
+    client = await aiohttp_client(create_app(make_config(trusted_proxies="127.0.0.1")))
+    caplog.set_level(logging.INFO, logger="server.access")
+    await client.get("/healthz", headers={"X-Forwarded-For": "198.51.100.7, 203.0.113.9"})
+    [record] = [r for r in caplog.records if r.name == "server.access"]
+    assert record.client_ip == "203.0.113.9"

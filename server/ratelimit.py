@@ -1,0 +1,168 @@
+"""Rate limiting on /api/: the policies, the limiter, its middleware and the RateLimit header fields.
+
+Each decision is one atomic GCRA script in Redis (gcra.py), pipelined with the other decisions of the same
+loop turn (redisbatch.py) behind the Redis breaker; while Redis is unavailable, the script's in-process
+twin decides, per process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import AsyncIterator
+from typing import NamedTuple
+
+import orjson
+import redis.asyncio as redis
+from aiohttp import web
+
+from . import gcra
+from .breaker import RedisUnavailable
+from .clientip import ClientIp
+from .config import Config, parse_networks, parse_rate
+from .db import CONFIG
+from .errors import RESPONSE_HEADERS, RateLimited
+from .redisbatch import ScriptBatcher
+from .redisdb import REDIS, REDIS_SCRIPTS
+
+LOGIN_PATH = "/api/auth/login"
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    name: str
+    count: int  # N requests ...
+    window: int  # ... per W seconds
+
+    @classmethod
+    def parse(cls, name: str, text: str) -> Policy:
+        return cls(name, *parse_rate(text))
+
+    @property
+    def interval(self) -> int:
+        """T: microseconds between requests at the sustained rate, rounded up (never more than N per W)."""
+        return -(-self.window * 1_000_000 // self.count)
+
+    @property
+    def span(self) -> int:
+        """B = N×T: how far ahead of now the theoretical arrival time may run; N requests at once fit."""
+        return self.count * self.interval
+
+    @property
+    def field(self) -> str:
+        return f'"{self.name}";q={self.count};w={self.window}'
+
+
+class Decision(NamedTuple):
+    allowed: bool
+    retry_after: int  # whole seconds, when refused
+    fields: dict[str, str]  # RateLimit-Policy and RateLimit
+
+
+def _seconds(micros: int) -> int:
+    return -(-micros // 1_000_000)
+
+
+class Limiter:
+    def __init__(self, config: Config, client: redis.Redis, batcher: ScriptBatcher) -> None:
+        self.enabled = config.rate_limit_enabled
+        self.default = Policy.parse("default", config.rate_limit)
+        self.login = Policy.parse("login", config.rate_limit_login)
+        self.client_ip = ClientIp(parse_networks(config.trusted_proxies))
+        self.breaker = batcher.breaker
+        self.script = client.register_script(gcra.LUA)  # hashes locally; loaded on the first NOSCRIPT
+        self.batcher = batcher
+        self.local = gcra.LocalGcra(config.rate_limit_fallback_size)
+        # Counters for the metrics endpoint.
+        self.fallbacks = 0  # decisions taken in-process because Redis was unavailable
+        self.refused = 0
+        # The per-request work is one EVALSHA: its arguments are built once here.
+        default, login = (self.default.interval, self.default.span), (self.login.interval, self.login.span)
+        self._default_args = ("", *default)
+        self._login_args = {2: ("", *default, *login), 3: ("", *default, *login, *login)}
+        self._default_policy = self.default.field
+        self._login_policy = f"{self.default.field}, {self.login.field}"
+
+    async def charge(self, keys: list[str], args: tuple) -> list[int]:
+        """One atomic decision over `keys` in Redis, or in this process when Redis is unavailable."""
+        try:
+            return await self.batcher.run(self.script, keys, args)
+        except RedisUnavailable:
+            self.fallbacks += 1
+            return self.local(keys, args)
+
+    async def check(self, client: str) -> Decision:
+        """The default policy for one request of `client`."""
+        wait, remaining, reset = await self.charge(["rl:default:" + client], self._default_args)
+        fields = {"RateLimit-Policy": self._default_policy,
+                  "RateLimit": f'"default";r={max(remaining, 0)};t={_seconds(reset)}'}
+        return Decision(wait == 0, max(1, _seconds(wait)), fields)
+
+    async def check_login(self, client: str, email: str | None) -> Decision:
+        """The default policy, and the login policy per client and per email, in one decision."""
+        keys = ["rl:default:" + client, "rl:login:ip:" + client]
+        if email:  # hashed: no addresses in Redis, and a bounded key whatever the body holds
+            keys.append("rl:login:email:" + hashlib.blake2b(email.encode(), digest_size=16).hexdigest())
+        out = await self.charge(keys, self._login_args[len(keys)])
+        # The login policy's state is its tighter key: the fewest remaining, the latest full reset.
+        login_remaining, login_reset = min(out[3::2]), max(out[4::2])
+        fields = {"RateLimit-Policy": self._login_policy,
+                  "RateLimit": f'"default";r={max(out[1], 0)};t={_seconds(out[2])}, '
+                               f'"login";r={max(login_remaining, 0)};t={_seconds(login_reset)}'}
+        return Decision(out[0] == 0, max(1, _seconds(out[0])), fields)
+
+
+LIMITER = web.AppKey("limiter", Limiter)
+
+
+async def ratelimit_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[LIMITER] = Limiter(app[CONFIG], app[REDIS], app[REDIS_SCRIPTS])
+    yield
+
+
+async def _login_email(request: web.Request) -> tuple[str | None, web.HTTPException | None]:
+    """The login body's email, read leniently (aiohttp keeps the bytes for the handler); or the error
+    reading it raised (413), which must reach the client: a second read would see a truncated body."""
+    if request.content_type != "application/json":
+        return None, None
+    try:
+        raw = await request.read()
+    except web.HTTPException as exc:
+        return None, exc
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None, None  # the handler answers MALFORMED_JSON
+    email = data.get("email") if isinstance(data, dict) else None
+    if not isinstance(email, str) or not email.strip():
+        return None, None  # the handler answers VALIDATION_ERROR
+    return email.strip().lower(), None
+
+
+@web.middleware
+async def ratelimit_middleware(request: web.Request, handler):
+    """Counts every /api/ request, whatever its answer, and puts the policy's fields on that answer.
+
+    It runs inside the envelope middleware, which renders errors raised here or below: the fields go in
+    RESPONSE_HEADERS before the handler runs, so error answers (404s, 500s, this 429) carry them too.
+    """
+    limiter = request.app[LIMITER]
+    if not limiter.enabled or not request.path.startswith("/api/"):
+        return await handler(request)
+    client = limiter.client_ip.resolve(request.remote, request.headers)
+    body_error = None
+    if request.path == LOGIN_PATH and request.method == "POST":
+        email, body_error = await _login_email(request)
+        decision = await limiter.check_login(client, email)
+    else:
+        decision = await limiter.check(client)
+    request[RESPONSE_HEADERS] = decision.fields
+    if not decision.allowed:
+        limiter.refused += 1
+        raise RateLimited(headers={"Retry-After": str(decision.retry_after)})
+    if body_error is not None:
+        raise body_error
+    response = await handler(request)
+    if not response.prepared:
+        response.headers.update(decision.fields)
+    return response
