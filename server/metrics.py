@@ -20,8 +20,8 @@ into gauges of mode `mostrecent`. A collector that raises is logged and skipped;
 Several API processes (`serve --workers N`) use prometheus-client's multi-process mode: each process
 writes its values to memory-mapped files in PROMETHEUS_MULTIPROC_DIR and any process answers /metrics
 with the sum over all of them, so one scrape through the shared port sees the whole machine.
-`prepare_multiprocess()` must run in the parent before the API processes start, and
-`worker_exited(pid)` when one ends.
+`prepare_multiprocess()` runs in `serve`'s parent before the API processes start. Its supervisor stops
+them all when one dies, so no dead process leaves `live*` gauges behind.
 """
 
 from __future__ import annotations
@@ -42,10 +42,7 @@ from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, Pla
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from .config import Config
-from . import outbox
-from .db import POOL
-from .passwords import PASSWORDS
-from .ratelimit import LIMITER
+from .metric_sources import register_sources
 
 log = logging.getLogger("server.metrics")
 disable_created_metrics()  # no `_created` series: they double the output and no dashboard reads them
@@ -130,63 +127,10 @@ class Metrics:
 METRICS = web.AppKey("metrics", Metrics)
 
 
-def _pool_waiters(pool) -> int:
-    # asyncpg has no public count of callers waiting in acquire(); they are the futures parked in its
-    # connection queue's getters (an asyncio.Queue). Read defensively: internals may change.
-    getters = getattr(getattr(pool, "_queue", None), "_getters", ())
-    return sum(1 for waiter in getters if not waiter.done())
-
-
 def setup(app: web.Application) -> Metrics:
-    """The app's Metrics with the built-in gauges; called by create_app (no I/O)."""
+    """The app's Metrics with the built-in sources (server/metric_sources.py); called by create_app, no I/O."""
     metrics = app[METRICS] = Metrics()
-    size = metrics.gauge("db_pool_size", "PostgreSQL connections open in the pool")
-    idle = metrics.gauge("db_pool_idle", "PostgreSQL connections open and idle")
-    waiters = metrics.gauge("db_pool_waiters", "Requests waiting for a PostgreSQL connection")
-    hashing = metrics.gauge("password_hash_in_use", "Password hashes being computed or waiting for a thread")
-
-    def collect_pools() -> None:
-        pool = app.get(POOL)
-        pool = getattr(pool, "raw", pool)  # server/db.py's Pool wraps asyncpg's
-        if pool is not None:
-            size.set(pool.get_size())
-            idle.set(pool.get_idle_size())
-            waiters.set(_pool_waiters(pool))
-        passwords = app.get(PASSWORDS)
-        if passwords is not None:
-            hashing.set(passwords.in_use)
-
-    metrics.register_collector(collect_pools)
-
-    rejections = metrics.counter("rate_limit_rejections_total", "Requests refused with 429 by the rate limiter")
-    fallbacks = metrics.counter("rate_limit_fallback_decisions_total",
-                                "Rate-limit decisions taken in this process because Redis was unavailable")
-    breaker = metrics.gauge("redis_breaker_open", "1 while the Redis circuit breaker is open", mode="livemax")
-    seen = {"refused": 0, "fallbacks": 0}
-
-    def collect_limiter() -> None:  # the limiter keeps plain ints on its hot path; counters advance here
-        limiter = app.get(LIMITER)
-        if limiter is not None:
-            rejections.inc(limiter.refused - seen["refused"])
-            fallbacks.inc(limiter.fallbacks - seen["fallbacks"])
-            seen.update(refused=limiter.refused, fallbacks=limiter.fallbacks)
-            breaker.set(0 if limiter.breaker.state == "closed" else 1)
-
-    metrics.register_collector(collect_limiter)
-
-    backlog = metrics.gauge("outbox_backlog", "Events waiting for a delivery", mode="mostrecent")
-    oldest = metrics.gauge("outbox_oldest_pending_age_seconds", "Age of the oldest event waiting for a delivery",
-                           mode="mostrecent")
-    dead = metrics.gauge("outbox_dead_letters", "Events with a delivery that ran out of attempts", mode="mostrecent")
-
-    async def collect_outbox() -> None:  # rows every process sees alike: one query, by the scraped process
-        if (pool := app.get(POOL)) is not None:
-            stats = await outbox.stats(pool)
-            backlog.set(stats["backlog"])
-            oldest.set(float(stats["oldest_pending_age"] or 0))
-            dead.set(stats["dead_letters"])
-
-    metrics.register_collector(collect_outbox, shared=True)
+    register_sources(app, metrics)
     app.cleanup_ctx.append(metrics_ctx)
     return metrics
 
@@ -223,12 +167,6 @@ def prepare_multiprocess(config: Config) -> Path | None:
         stale.unlink()
     os.environ[MULTIPROC_ENV] = str(folder)
     return folder
-
-
-def worker_exited(pid: int) -> None:
-    """An API process ended: its `live*` gauges leave the sums (its counters stay, as Prometheus expects)."""
-    if os.environ.get(MULTIPROC_ENV):
-        multiprocess.mark_process_dead(pid)
 
 
 def remove_multiprocess_dir(folder: Path | None, config: Config) -> None:
