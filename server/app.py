@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .cache import cache_ctx, cache_middleware
 from .config import Config
 from .db import CONFIG, pg_ctx
 from .errors import envelope_middleware
@@ -20,10 +21,10 @@ from .worker import worker_ctx
 def create_app(config: Config) -> web.Application:
     """The application for `config`, whose database_url and redis_url must be set. Does no I/O."""
     middlewares = [envelope_middleware(config.max_in_flight, config.request_timeout), ratelimit_middleware,
-                   auth_middleware]
+                   auth_middleware, cache_middleware]
     app = web.Application(middlewares=middlewares, client_max_size=config.body_limit)
     app[CONFIG] = config
-    app.cleanup_ctx.extend([keys_ctx, pg_ctx, redis_ctx, ratelimit_ctx, passwords_ctx])
+    app.cleanup_ctx.extend([keys_ctx, pg_ctx, redis_ctx, ratelimit_ctx, cache_ctx, passwords_ctx])
     if config.runs_worker_in_process:  # the embedded mode: one command runs the whole system
         app.cleanup_ctx.append(worker_ctx)
     setup_routes(app)

@@ -79,6 +79,10 @@ class Config:
         default=2.0, metadata={"env": "PG_ACQUIRE_TIMEOUT", "doc": "seconds a request waits for a PostgreSQL connection before a 503"})
     pg_statement_timeout: float = dataclasses.field(
         default=5.0, metadata={"env": "PG_STATEMENT_TIMEOUT", "doc": "seconds PostgreSQL lets one statement run (statement_timeout)"})
+    # The response cache of public reads.
+    cache_ttl: int = dataclasses.field(default=300, metadata={"env": "CACHE_TTL", "doc": "response cache lifetime in seconds"})
+    cache_enabled: bool = dataclasses.field(
+        default=True, metadata={"env": "CACHE_ENABLED", "doc": "`false` serves every read from PostgreSQL (ETags and 304s stay)"})
     # Events: the outbox, its worker, the Redis Stream and mail (issue 6). The backoff doubles from the
     # base to the cap, so 15 attempts span about two hours before an event becomes a dead letter.
     smtp_url: str | None = dataclasses.field(
@@ -193,7 +197,7 @@ class Config:
         if not 0 < self.pg_pool_min <= self.pg_pool_max:
             problems.append("PG_POOL_MIN must be positive and at most PG_POOL_MAX")
         for name in ("workers", "body_limit", "redis_pool_max", "hash_threads", "hash_queue", "access_token_ttl",
-                     "refresh_token_ttl", "max_in_flight"):
+                     "refresh_token_ttl", "max_in_flight", "cache_ttl"):
             if getattr(self, name) < 1:
                 problems.append(f"{name.upper()} must be positive")
         for name in ("request_timeout", "pg_acquire_timeout", "pg_statement_timeout", "pg_command_timeout"):

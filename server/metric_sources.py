@@ -1,4 +1,4 @@
-"""What /metrics reports beyond requests: the database pool, password hashing, rate limiter and outbox."""
+"""What /metrics reports beyond requests: database pool, password hashing, rate limiter, cache and outbox."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from . import outbox
+from .cache import CACHE
 from .db import POOL
 from .passwords import PASSWORDS
 from .ratelimit import LIMITER
@@ -23,7 +24,7 @@ def _pool_waiters(pool) -> int:
 
 
 def register_sources(app: web.Application, metrics: Metrics) -> None:
-    """Gauges and counters of the pools, the rate limiter and the outbox, read from live state."""
+    """Gauges and counters of the pools, the rate limiter, the response cache and the outbox, from live state."""
     size = metrics.gauge("db_pool_size", "PostgreSQL connections open in the pool")
     idle = metrics.gauge("db_pool_idle", "PostgreSQL connections open and idle")
     waiters = metrics.gauge("db_pool_waiters", "Requests waiting for a PostgreSQL connection")
@@ -42,21 +43,29 @@ def register_sources(app: web.Application, metrics: Metrics) -> None:
 
     metrics.register_collector(collect_pools)
 
-    rejections = metrics.counter("rate_limit_rejections_total", "Requests refused with 429 by the rate limiter")
-    fallbacks = metrics.counter("rate_limit_fallback_decisions_total",
-                                "Rate-limit decisions taken in this process because Redis was unavailable")
+    # The limiter and the cache keep plain ints on their hot paths; counters advance by the difference here.
+    counts = [(LIMITER, "refused", metrics.counter("rate_limit_rejections_total", "Requests refused with 429")),
+              (LIMITER, "fallbacks", metrics.counter(
+                  "rate_limit_fallback_decisions_total", "Rate-limit decisions taken in-process while Redis was away")),
+              (CACHE, "hits", metrics.counter("cache_hits_total", "Public reads answered from the response cache")),
+              (CACHE, "misses", metrics.counter("cache_misses_total", "Public reads the cache did not hold")),
+              (CACHE, "rebuilds", metrics.counter("cache_rebuilds_total", "Cache entries built by this process")),
+              (CACHE, "waits", metrics.counter(
+                  "cache_waits_total", "Misses that waited for another request's rebuild (single flight)")),
+              (CACHE, "bypasses", metrics.counter("cache_bypasses_total", "Reads served without the cache (Redis away)"))]
+    seen = [0] * len(counts)
     breaker = metrics.gauge("redis_breaker_open", "1 while the Redis circuit breaker is open", mode="livemax")
-    seen = {"refused": 0, "fallbacks": 0}
 
-    def collect_limiter() -> None:  # the limiter keeps plain ints on its hot path; counters advance here
-        limiter = app.get(LIMITER)
-        if limiter is not None:
-            rejections.inc(limiter.refused - seen["refused"])
-            fallbacks.inc(limiter.fallbacks - seen["fallbacks"])
-            seen.update(refused=limiter.refused, fallbacks=limiter.fallbacks)
+    def collect_counts() -> None:
+        for i, (key, attribute, counter) in enumerate(counts):
+            if (source := app.get(key)) is not None:
+                value = getattr(source, attribute)
+                counter.inc(value - seen[i])
+                seen[i] = value
+        if (limiter := app.get(LIMITER)) is not None:
             breaker.set(0 if limiter.breaker.state == "closed" else 1)
 
-    metrics.register_collector(collect_limiter)
+    metrics.register_collector(collect_counts)
 
     backlog = metrics.gauge("outbox_backlog", "Events waiting for a delivery", mode="mostrecent")
     oldest = metrics.gauge("outbox_oldest_pending_age_seconds", "Age of the oldest event waiting for a delivery",

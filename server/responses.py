@@ -18,6 +18,16 @@ def json(value, status: int = 200, headers: Mapping[str, str] | None = None) -> 
     return web.Response(body=dumps(value), status=status, content_type="application/json", headers=headers)
 
 
+def raw(body: bytes, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    """A body already serialised (by PostgreSQL, for instance)."""
+    return web.Response(body=body, status=status, content_type="application/json", headers=headers)
+
+
+def data_text(data: str, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    """`{"data": ...}` around a resource PostgreSQL built as JSON text."""
+    return raw(b'{"data":' + data.encode() + b"}", status, headers)
+
+
 def public_user(row: Mapping) -> dict:
     return {"id": row["id"], "username": row["username"], "displayName": row["display_name"] or "",
             "bio": row["bio"] or "", "createdAt": row["created_at"]}

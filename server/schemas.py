@@ -103,6 +103,49 @@ class AdminUserPatch(Body):
     disabled: bool = None
 
 
+# Posts, comments and tags. Lengths count code points; a title is one line, bodies may have line breaks.
+MAX_TAGS = 10
+
+
+def _tag(value: str) -> str:
+    name = value.strip().lower()
+    if not TAG.fullmatch(name):
+        _fail("tag", "must be 1-32 of a-z, 0-9 and - (after trimming and lower-casing)")
+    return name
+
+
+def _tag_set(names: list[str]) -> list[str]:
+    unique = sorted(set(names))  # sorted: the order tags are shown in, and the order they are locked in
+    if len(unique) > MAX_TAGS:
+        _fail("too_many_tags", f"must have at most {MAX_TAGS} different tags")
+    return unique
+
+
+Title = text(1, 200, _single_line, _not_blank)
+PostText = text(1, 50_000, _multi_line, _not_blank)
+CommentText = text(1, 5_000, _multi_line, _not_blank)
+# The raw list is capped too, so a body cannot make us validate thousands of repeated names.
+Tags = Annotated[list[Annotated[str, AfterValidator(_tag)]], Field(max_length=100), AfterValidator(_tag_set)]
+
+
+class PostCreate(Body):
+    title: Title
+    body: PostText
+    tags: Tags = Field(default_factory=list)
+
+
+class PostPatch(Body):
+    """Absent fields stay as they are; `tags` replaces the whole set; null is not a value for any of them."""
+
+    title: Title = None
+    body: PostText = None
+    tags: Tags = None
+
+
+class CommentCreate(Body):
+    body: CommentText
+
+
 # What pydantic's error types mean to an API client.
 _MESSAGES = {
     "missing": "is required",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import shutil
 import tempfile
 from pathlib import Path
@@ -76,6 +78,24 @@ async def db(base_config):
 async def client(aiohttp_client, config, db):
     """A test client whose every response is checked against the OpenAPI document (tests/openapi_check.py)."""
     return await aiohttp_client(create_app(config), middlewares=(validate_response,))
+
+
+@pytest.fixture
+def servers(tmp_path):
+    """Redis servers of this test's own (not the session's), stopped by pid whatever happens."""
+    started: list[EmbeddedRedis] = []
+
+    def start(port: int | None = None) -> EmbeddedRedis:
+        server = EmbeddedRedis(tmp_path / f"redis{len(started)}", port=port, persist=False)
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.proc is not None:
+            os.kill(server.proc.pid, signal.SIGCONT)  # a frozen server must run again to hear SIGTERM
+            server.stop()
 
 
 @pytest.fixture

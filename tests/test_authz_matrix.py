@@ -59,6 +59,19 @@ MATRIX = [
     ("GET", "/api/admin/users", "/api/admin/users", None, {ANON: 401, OWNER: 403, OTHER: 403, ADMIN: 200}, False),
     ("PATCH", "/api/admin/users/{id}", "/api/admin/users/{alice}", {"role": "admin"},
      {ANON: 401, OWNER: 403, OTHER: 403, ADMIN: 200}, True),
+    ("GET", "/api/users/{id}/posts", "/api/users/{alice}/posts", None, everyone(200), False),
+    ("GET", "/api/posts", "/api/posts", None, everyone(200), False),
+    ("POST", "/api/posts", "/api/posts", {"title": "New", "body": "Text", "tags": ["x"]}, signed_in(201), False),
+    ("GET", "/api/posts/{id}", "/api/posts/{post}", None, everyone(200), False),
+    ("PATCH", "/api/posts/{id}", "/api/posts/{post}", {"title": "Changed"},
+     {ANON: 401, OWNER: 200, OTHER: 403, ADMIN: 200}, True),
+    ("DELETE", "/api/posts/{id}", "/api/posts/{post}", None, {ANON: 401, OWNER: 204, OTHER: 403, ADMIN: 204}, True),
+    ("GET", "/api/posts/{id}/comments", "/api/posts/{post}/comments", None, everyone(200), False),
+    ("POST", "/api/posts/{id}/comments", "/api/posts/{post}/comments", {"body": "Hi"}, signed_in(201), False),
+    ("GET", "/api/comments/{id}", "/api/comments/{comment}", None, everyone(200), False),
+    ("DELETE", "/api/comments/{id}", "/api/comments/{comment}", None,
+     {ANON: 401, OWNER: 204, OTHER: 403, ADMIN: 204}, True),
+    ("GET", "/api/tags", "/api/tags", None, everyone(200), False),
     ("GET", "/api/admin/events", "/api/admin/events", None, {ANON: 401, OWNER: 403, OTHER: 403, ADMIN: 200}, False),
     ("POST", "/api/admin/events/{id}/redeliver", "/api/admin/events/{dead_event}/redeliver", None,
      {ANON: 401, OWNER: 403, OTHER: 403, ADMIN: 202}, False),
@@ -71,8 +84,13 @@ async def cast(client, db):
     # alice's user.created event, made a dead letter for the admin to redeliver
     dead_event = await db.fetchval("SELECT id FROM outbox_events WHERE data->>'userId' = $1", str(alice.id))
     await db.execute("UPDATE outbox_deliveries SET status = 'dead' WHERE event_id = $1", dead_event)
+    # alice's post, with alice's comment on it
+    post = await client.post("/api/posts", json={"title": "Mine", "body": "Text", "tags": ["a"]}, headers=alice.headers)
+    post_id = (await post.json())["data"]["id"]
+    comment = await client.post(f"/api/posts/{post_id}/comments", json={"body": "Mine too"}, headers=alice.headers)
     return {"client": client, "db": db, OWNER: alice, OTHER: await actor(client, db, "bob"),
-            ADMIN: await actor(client, db, "boss", role="admin"), "alice": alice.id, "dead_event": dead_event}
+            ADMIN: await actor(client, db, "boss", role="admin"), "alice": alice.id, "dead_event": dead_event,
+            "post": post_id, "comment": (await comment.json())["data"]["id"]}
 
 
 @pytest.mark.parametrize("who", WHO)
@@ -85,17 +103,24 @@ async def test_route_guard(cast, who, method, template, path, body, expected, wr
         body = body(cast)
         if hasattr(body, "__await__"):
             body = await body
-    before = await db.fetchrow("SELECT * FROM users WHERE id = $1", cast["alice"])
-    response = await client.request(method, path.format(alice=cast["alice"], dead_event=cast["dead_event"]), json=body,
-                                    headers=headers)
+    before = await _snapshot(db, cast)
+    url = path.format(alice=cast["alice"], dead_event=cast["dead_event"], post=cast["post"], comment=cast["comment"])
+    response = await client.request(method, url, json=body, headers=headers)
     assert response.status == expected[who], await response.text()
     if response.status >= 400:
         assert (await response.json())["error"]["code"] == {401: "UNAUTHORIZED", 403: "FORBIDDEN"}[response.status]
         if write:
-            assert await db.fetchrow("SELECT * FROM users WHERE id = $1", cast["alice"]) == before
+            assert await _snapshot(db, cast) == before
     text = await response.text()
     if who in (ANON, OTHER) and not template.startswith("/api/auth/"):  # auth answers hold the credentials' user
         assert "alice@example.com" not in text  # never another user's email
+
+
+async def _snapshot(db, cast):
+    """alice's row, posts, tags and comments: what a refused write must leave exactly as it was."""
+    return (await db.fetchrow("SELECT * FROM users WHERE id = $1", cast["alice"]),
+            await db.fetch("SELECT * FROM posts ORDER BY id"), await db.fetch("SELECT * FROM post_tags ORDER BY 1, 2"),
+            await db.fetch("SELECT * FROM comments ORDER BY id"))
 
 
 @pytest.mark.parametrize(("method", "path"), [("PATCH", "/api/users/999999"), ("DELETE", "/api/users/999999"),

@@ -82,6 +82,15 @@ async def test_outbox_gauges(client, db):
     assert ("process_cpu_seconds_total", ()) in metrics
 
 
+async def test_cache_counters(client):
+    user = await sign_up(client, "ann")
+    for _ in range(3):
+        assert (await client.get(f"/api/users/{user['id']}")).status == 200
+    metrics = await scrape(client)
+    assert metrics[("cache_misses_total", ())] == 1 and metrics[("cache_rebuilds_total", ())] == 1
+    assert metrics[("cache_hits_total", ())] == 2 and metrics[("cache_bypasses_total", ())] == 0
+
+
 async def test_rate_limit_rejections(aiohttp_client, make_config, db):
     client = await aiohttp_client(create_app(make_config(rate_limit="2/1m")), middlewares=(validate_response,))
     statuses = [(await client.get("/api/users/1")).status for _ in range(3)]
@@ -97,7 +106,7 @@ async def test_collectors_registered_by_other_modules(aiohttp_client, config, db
     """The hook the cache, rate limiter and outbox use: sync and async collectors, and a broken one."""
     app = create_app(config)
     metrics = app[METRICS]
-    hits = metrics.counter("cache_hits_total", "Answers from the cache", ("route",))
+    hits = metrics.counter("answers_total", "Answers from somewhere", ("route",))
     backlog = metrics.gauge("queue_backlog", "Items waiting", mode="mostrecent")
     calls = []
 
@@ -113,7 +122,7 @@ async def test_collectors_registered_by_other_modules(aiohttp_client, config, db
     hits.labels("/api/posts").inc(2)
     client = await aiohttp_client(app, middlewares=(validate_response,))
     values = await scrape(client)
-    assert values[("cache_hits_total", (("route", "/api/posts"),))] == 2
+    assert values[("answers_total", (("route", "/api/posts"),))] == 2
     assert values[("queue_backlog", ())] == 7 and calls == ["outbox"]
 
 

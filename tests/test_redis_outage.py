@@ -21,24 +21,6 @@ N = 5
 SLOW = 0.5  # seconds: generous against REDIS_TIMEOUT 0.25 on a busy two-core machine
 
 
-@pytest.fixture
-def servers(tmp_path):
-    """Redis servers of this test's own (not the session's), stopped by pid whatever happens."""
-    started: list[EmbeddedRedis] = []
-
-    def start(port: int | None = None) -> EmbeddedRedis:
-        server = EmbeddedRedis(tmp_path / f"redis{len(started)}", port=port, persist=False)
-        server.start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        if server.proc is not None:
-            os.kill(server.proc.pid, signal.SIGCONT)  # a frozen server must run again to hear SIGTERM
-            server.stop()
-
-
 async def timed_get(client, path="/api/ping"):
     began = time.monotonic()
     response = await client.get(path)

@@ -7,6 +7,7 @@ import re
 from aiohttp import web
 
 from .. import responses
+from ..cache import invalidate
 from ..db import POOL, Q, transaction
 from ..errors import NotFound, ValidationError
 from ..guards import caller
@@ -59,4 +60,5 @@ async def patch_user(request: web.Request) -> web.Response:
             raise NotFound("No such user")
         if body.disabled:
             await conn.execute(Q.revoke_user_sessions, user_id, "disabled")
+    await invalidate(request, "users")
     return responses.json({"data": responses.owner_user(row)})

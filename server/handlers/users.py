@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import outbox, responses
+from ..cache import invalidate
 from ..db import POOL, Q, transaction
 from ..errors import REQUEST_ID, NotFound, ValidationError
 from ..guards import caller, is_self_or_admin, require_owner_or_admin
@@ -87,6 +88,7 @@ async def patch_user(request: web.Request) -> web.Response:
         row = await conn.fetchrow(Q.update_user, user_id, body.display_name, body.bio, new_hash)
         if new_hash is not None:  # a new password ends every other session of the user
             await conn.execute(Q.revoke_other_sessions, user_id, principal.session_id)
+    await invalidate(request, "users")
     return responses.json({"data": responses.owner_user(row)})
 
 
@@ -100,4 +102,5 @@ async def delete_user(request: web.Request) -> web.Response:
         if await conn.fetchval(Q.disable_user, user_id) is None:
             raise NotFound("No such user")
         await conn.execute(Q.revoke_user_sessions, user_id, "deleted")
+    await invalidate(request, "users")
     return web.Response(status=204)

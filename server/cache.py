@@ -1,0 +1,204 @@
+"""Response cache in Redis for public reads: versioned keys, one rebuild per key per process, strong ETags.
+
+Coherence by versioned keys, not by deletes: an entry's key ends with the current versions of what it
+shows (`cv:post:7`, `cv:posts`, `cv:users`, and a global `cv:epoch`), read and used in one Lua call. A
+write bumps the versions it touches after its commit and before it answers, so the very next read on
+any instance computes a new key and misses. Deletes would have to enumerate every list page, filter
+and cursor that shows a changed post; a version bump reaches them all at once, and the orphaned entries
+simply expire.
+
+If a bump cannot reach Redis, the process bumps the epoch as soon as Redis answers again (retrying in
+the background), which retires every entry: nothing stale outlives an outage by more than that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from .breaker import RedisUnavailable
+from .db import CONFIG
+from .redisdb import REDIS, REDIS_BREAKER, REDIS_SCRIPTS
+
+log = logging.getLogger("server.cache")
+
+# KEYS: the version keys; ARGV[1]: the entry's key without versions. Returns {key, entry or false}.
+LOOKUP = """
+local versions = redis.call('MGET', unpack(KEYS))
+for i = 1, #KEYS do versions[i] = versions[i] or '0' end
+local key = ARGV[1] .. '@' .. table.concat(versions, '.')
+return {key, redis.call('GET', key)}
+"""
+EPOCH = "cv:epoch"
+ETAG_LENGTH = 26  # '"' + 24 hex digits + '"', stored in front of the body
+BUILT_GRACE = 1.0  # seconds a finished build still answers this process's late misses
+
+
+def etag_of(body: bytes) -> bytes:
+    return b'"' + hashlib.blake2b(body, digest_size=12).hexdigest().encode() + b'"'
+
+
+def matches(if_none_match: str | None, etag: str) -> bool:
+    """If-None-Match uses the weak comparison (RFC 9110 13.1.2): `W/` prefixes are ignored; `*` matches."""
+    if not if_none_match:
+        return False
+    for candidate in if_none_match.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == etag:
+            return True
+    return False
+
+
+def respond(request: web.Request, etag: bytes, body: bytes) -> web.Response:
+    """200 with the body, or 304 with only the ETag when the client already holds it."""
+    tag = etag.decode()
+    if matches(request.headers.get("If-None-Match"), tag):
+        return web.Response(status=304, headers={"ETag": tag})
+    return web.Response(body=body, content_type="application/json", headers={"ETag": tag})
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """How a public GET route is cached: a name, what it shows, and when an answer is for one caller only."""
+
+    name: str
+    depends: Callable[[web.Request], list[str]]
+    personal: Callable[[web.Request], bool] = lambda request: False
+
+
+class Cache:
+    def __init__(self, client, breaker, scripts, ttl: int, enabled: bool) -> None:
+        self.client, self.breaker, self.scripts = client, breaker, scripts
+        self.ttl = ttl
+        # Versions outlive every entry made with them, so a version that expired and restarts at 0
+        # cannot bring an old entry back.
+        self.version_ttl = 2 * ttl + 60
+        self.enabled = enabled
+        self.lookup_script = client.register_script(LOOKUP)
+        self._building: dict[str, asyncio.Future] = {}
+        self._epoch_task: asyncio.Task | None = None
+        # Counters for the metrics endpoint.
+        self.hits = self.misses = self.rebuilds = self.waits = self.bypasses = 0
+
+    async def get(self, request: web.Request, policy: Policy, handler) -> web.Response:
+        base = _entry_key(request, policy)
+        versions = [EPOCH] + [f"cv:{d}" for d in policy.depends(request)]
+        try:
+            key, entry = await self.scripts.run(self.lookup_script, versions, [base])
+        except RedisUnavailable:
+            self.bypasses += 1
+            return with_etag(request, await handler(request))
+        if entry:
+            self.hits += 1
+            return respond(request, entry[:ETAG_LENGTH], entry[ETAG_LENGTH:])
+        self.misses += 1
+        if (building := self._building.get(key)) is not None:
+            # Someone in this process is building (or has just built) this entry: take theirs.
+            self.waits += 1
+            built = await asyncio.shield(building)
+            if built is not None:
+                return respond(request, *built)
+            return with_etag(request, await handler(request))
+        return await self._build(request, handler, key)
+
+    async def _build(self, request: web.Request, handler, key: str) -> web.Response:
+        future = self._building[key] = asyncio.get_running_loop().create_future()
+        built = None
+        try:
+            self.rebuilds += 1
+            response = await handler(request)
+            if response.status != 200 or not isinstance(response.body, bytes):
+                return with_etag(request, response)
+            built = (etag_of(response.body), response.body)
+            try:
+                await self.breaker.call(self.client.set, key, built[0] + built[1], ex=self.ttl)
+            except RedisUnavailable:
+                pass  # answered all the same; the next request tries again
+            return respond(request, *built)
+        finally:
+            future.set_result(built)
+            # Kept a moment longer: lookups sent before the entry reached Redis may still come back as
+            # misses, and they take this result instead of building again. The key holds the versions,
+            # so the result cannot be stale for it.
+            asyncio.get_running_loop().call_later(BUILT_GRACE, self._building.pop, key, None)
+
+    async def bump(self, *depends: str) -> None:
+        """Retire every entry that shows one of `depends`; called after the commit, before the answer."""
+        if not self.enabled:
+            return
+        try:
+            await self.breaker.call(self._incr, [f"cv:{d}" for d in depends])
+        except RedisUnavailable:
+            log.warning("cache versions not bumped (%s): every entry is retired once Redis answers",
+                        ", ".join(depends))
+            if self._epoch_task is None or self._epoch_task.done():
+                self._epoch_task = asyncio.create_task(self._bump_epoch())
+
+    async def _incr(self, keys: list[str]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.incr(key)
+            pipe.expire(key, self.version_ttl)
+        await pipe.execute()
+
+    async def _bump_epoch(self) -> None:
+        while True:
+            try:
+                await self.breaker.call(self.client.incr, EPOCH)
+                log.info("cache epoch bumped: entries made before the Redis outage are retired")
+                return
+            except RedisUnavailable:
+                await asyncio.sleep(0.5)
+
+    async def close(self) -> None:
+        if self._epoch_task is not None:
+            self._epoch_task.cancel()
+
+
+def _entry_key(request: web.Request, policy: Policy) -> str:
+    """The route's name, path values and canonical query; long queries are hashed to keep keys short."""
+    query = urlencode(sorted(request.query.items()))
+    if len(query) > 200:
+        query = "#" + hashlib.blake2b(query.encode(), digest_size=16).hexdigest()
+    return f"c:{policy.name}:{':'.join(request.match_info.values())}?{query}"
+
+
+def with_etag(request: web.Request, response: web.Response) -> web.Response:
+    """An uncached answer gets the same ETag and 304 treatment as a cached one."""
+    if response.status != 200 or not isinstance(response.body, bytes):
+        return response
+    return respond(request, etag_of(response.body), response.body)
+
+
+CACHE = web.AppKey("cache", Cache)
+CACHE_POLICIES = web.AppKey("cache_policies", dict)
+
+
+async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    app[CACHE] = Cache(app[REDIS], app[REDIS_BREAKER], app[REDIS_SCRIPTS], config.cache_ttl, config.cache_enabled)
+    yield
+    await app[CACHE].close()
+
+
+async def invalidate(request: web.Request, *depends: str) -> None:
+    """After a write's commit: every cached view of `depends` is retired, on every instance."""
+    await request.app[CACHE].bump(*depends)
+
+
+@web.middleware
+async def cache_middleware(request: web.Request, handler):
+    """After auth: public GETs of routes with a policy are served from the cache (or rebuilt into it)."""
+    policy = request.app[CACHE_POLICIES].get(request.match_info.route)
+    if policy is None:
+        return await handler(request)
+    cache = request.app[CACHE]
+    if not cache.enabled or policy.personal(request):
+        return with_etag(request, await handler(request))
+    return await cache.get(request, policy, handler)

@@ -1,0 +1,94 @@
+-- Comments. Reads are one statement each with their JSON built by PostgreSQL (see posts.sql).
+
+-- name: get_comment
+SELECT api_comment(c.id, c.post_id, c.body, c.created_at, api_author(u.id, u.username, u.display_name))::text
+FROM comments c
+JOIN users u ON u.id = c.author_id
+WHERE c.id = $1
+
+-- name: list_comments_first
+-- A post's comments, newest first; no row when the post is unknown. The total is the post's
+-- post_stats.comment_count (migration 0003's triggers). Paging parameters as in posts.sql, then the post id.
+SELECT coalesce((SELECT comment_count FROM post_stats WHERE post_id = p.id), 0) AS total, l.*
+FROM posts p
+CROSS JOIN LATERAL (
+    SELECT coalesce(json_agg((SELECT api_comment(c.id, c.post_id, c.body, c.created_at,
+                               (SELECT api_author(u.id, u.username, u.display_name) FROM users u
+                                WHERE u.id = c.author_id))
+               FROM comments c WHERE c.id = k.id)
+               ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
+           count(*) > $1 AS more,
+           min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
+           min(k.id) FILTER (WHERE k.n = $1) AS last_id
+    FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
+          FROM (SELECT id, created_at FROM comments WHERE post_id = p.id
+                ORDER BY created_at DESC, id DESC LIMIT 101) s) k
+    WHERE k.n <= $1 + 1
+) l
+WHERE p.id = $2
+
+-- name: list_comments_page
+-- `start`: the key at the offset, found by an index scan that stops there; the page reads on from it.
+WITH start AS MATERIALIZED (
+    SELECT created_at, id FROM comments WHERE post_id = (SELECT $3::bigint)
+    ORDER BY created_at DESC, id DESC OFFSET (SELECT $2::bigint) LIMIT 1
+)
+SELECT coalesce((SELECT comment_count FROM post_stats WHERE post_id = p.id), 0) AS total, l.*
+FROM posts p
+CROSS JOIN LATERAL (
+    SELECT coalesce(json_agg((SELECT api_comment(c.id, c.post_id, c.body, c.created_at,
+                               (SELECT api_author(u.id, u.username, u.display_name) FROM users u
+                                WHERE u.id = c.author_id))
+               FROM comments c WHERE c.id = k.id)
+               ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
+           count(*) > $1 AS more,
+           min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
+           min(k.id) FILTER (WHERE k.n = $1) AS last_id
+    FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
+          FROM (SELECT id, created_at FROM comments WHERE post_id = p.id
+                  AND (created_at, id) <= ((SELECT created_at FROM start), (SELECT id FROM start))
+                ORDER BY created_at DESC, id DESC LIMIT 101) s) k
+    WHERE k.n <= $1 + 1
+) l
+WHERE p.id = $3
+
+-- name: list_comments_after
+SELECT coalesce((SELECT comment_count FROM post_stats WHERE post_id = p.id), 0) AS total, l.*
+FROM posts p
+CROSS JOIN LATERAL (
+    SELECT coalesce(json_agg((SELECT api_comment(c.id, c.post_id, c.body, c.created_at,
+                               (SELECT api_author(u.id, u.username, u.display_name) FROM users u
+                                WHERE u.id = c.author_id))
+               FROM comments c WHERE c.id = k.id)
+               ORDER BY k.n) FILTER (WHERE k.n <= $1), '[]')::text AS data,
+           count(*) > $1 AS more,
+           min(k.created_at) FILTER (WHERE k.n = $1) AS last_created_at,
+           min(k.id) FILTER (WHERE k.n = $1) AS last_id
+    FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
+          FROM (SELECT id, created_at FROM comments WHERE post_id = p.id
+                  AND (created_at, id) < ((SELECT $2::timestamptz), (SELECT $3::bigint))
+                ORDER BY created_at DESC, id DESC LIMIT 101) s) k
+    WHERE k.n <= $1 + 1
+) l
+WHERE p.id = $4
+
+-- name: insert_comment
+-- $1 post, $2 author, $3 body. An unknown post is a foreign key violation (the API's 404).
+WITH c AS (
+    INSERT INTO comments (post_id, author_id, body) VALUES ($1, $2, $3)
+    RETURNING id, post_id, author_id, body, created_at
+)
+SELECT c.id, api_comment(c.id, c.post_id, c.body, c.created_at, api_author(u.id, u.username, u.display_name))::text AS data
+FROM c
+JOIN users u ON u.id = c.author_id
+
+-- name: comment_owners
+-- Who may delete a comment: its author, its post's author (or an admin).
+SELECT c.post_id, c.author_id, p.author_id AS post_author_id
+FROM comments c
+JOIN posts p ON p.id = c.post_id
+WHERE c.id = $1
+
+-- name: delete_comment
+-- The comment's row, then its post's counter (migration 0003's lock order, as any plain delete).
+DELETE FROM comments WHERE id = $1 RETURNING id

@@ -1,0 +1,120 @@
+"""The response cache: ETags and 304s, read-after-write on every instance, no stampede, no cross-principal
+answers, and staying correct through a Redis outage."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from server.app import create_app
+from server.cache import CACHE, matches
+from tests.conftest import actor
+
+
+@pytest.fixture
+async def two(aiohttp_client, config, db):
+    """Two app instances sharing PostgreSQL and Redis, like two processes behind a load balancer."""
+    return await aiohttp_client(create_app(config)), await aiohttp_client(create_app(config))
+
+
+async def test_public_get_has_a_strong_etag_and_a_matching_request_gets_304(client, alice):
+    first = await client.get(f"/api/users/{alice.id}")
+    etag = first.headers["ETag"]
+    assert etag.startswith('"') and not etag.startswith("W/")
+    for header in (etag, f'"other", {etag}', f"W/{etag}", "*"):
+        again = await client.get(f"/api/users/{alice.id}", headers={"If-None-Match": header})
+        assert again.status == 304 and again.headers["ETag"] == etag and await again.read() == b""
+        assert again.headers["X-Request-Id"]
+    stale = await client.get(f"/api/users/{alice.id}", headers={"If-None-Match": '"something-else"'})
+    assert stale.status == 200 and stale.headers["ETag"] == etag
+
+
+async def test_etags_and_304s_also_without_the_cache(aiohttp_client, make_config, db):
+    client = await aiohttp_client(create_app(make_config(cache_enabled=False)))
+    me = await actor(client, db, "nocache")
+    first = await client.get(f"/api/users/{me.id}")
+    assert (await client.get(f"/api/users/{me.id}", headers={"If-None-Match": first.headers["ETag"]})).status == 304
+    assert client.server.app[CACHE].hits == 0
+
+
+async def test_the_second_read_is_a_hit_with_the_same_body(client, alice):
+    cache = client.server.app[CACHE]
+    bodies = [await (await client.get(f"/api/users/{alice.id}")).read() for _ in range(3)]
+    assert bodies[0] == bodies[1] == bodies[2]
+    assert (cache.misses, cache.hits) == (1, 2)
+
+
+async def test_a_write_on_one_instance_is_read_at_once_on_the_other(two, db):
+    a, b = two
+    ann = await actor(a, db, "ann")
+    assert (await (await b.get(f"/api/users/{ann.id}")).json())["data"]["displayName"] == ""
+    assert (await (await b.get(f"/api/users/{ann.id}")).json())["data"]["displayName"] == ""  # cached on b
+    response = await a.patch(f"/api/users/{ann.id}", json={"displayName": "Ann"}, headers=ann.headers)
+    assert response.status == 200
+    assert (await (await b.get(f"/api/users/{ann.id}")).json())["data"]["displayName"] == "Ann"
+    assert b.server.app[CACHE].hits >= 1
+
+
+async def test_deleting_a_user_retires_their_cached_profile(two, db):
+    a, b = two
+    gone = await actor(a, db, "gone")
+    assert (await b.get(f"/api/users/{gone.id}")).status == 200
+    assert (await a.delete(f"/api/users/{gone.id}", headers=gone.headers)).status == 204
+    assert (await b.get(f"/api/users/{gone.id}")).status == 404
+
+
+async def test_a_cold_key_under_load_is_built_once_per_process(client, alice):
+    cache = client.server.app[CACHE]
+    responses = await asyncio.gather(*(client.get(f"/api/users/{alice.id}") for _ in range(40)))
+    assert {r.status for r in responses} == {200}
+    assert len({await r.read() for r in responses}) == 1
+    assert cache.rebuilds == 1 and cache.waits + cache.hits == 39
+
+
+async def test_owner_and_admin_views_are_never_served_to_anyone_else(client, db):
+    """Randomised order of callers on one profile: each gets exactly the view meant for them."""
+    import random
+
+    alice, bob = await actor(client, db, "alice"), await actor(client, db, "bob")
+    admin = await actor(client, db, "boss", role="admin")
+    callers = [None, alice, bob, admin] * 10
+    random.Random(7).shuffle(callers)
+    for who in callers:
+        response = await client.get(f"/api/users/{alice.id}", headers=who.headers if who else {})
+        data = (await response.json())["data"]
+        assert ("email" in data) is (who in (alice, admin)), who
+
+
+def test_if_none_match_parsing():
+    assert matches('"a", "b"', '"b"') and matches("*", '"x"') and matches('W/"x"', '"x"')
+    assert not matches('"a"', '"b"') and not matches(None, '"b"') and not matches("", '"b"')
+
+
+async def test_redis_outage_bypasses_the_cache_and_nothing_stale_survives_it(aiohttp_client, make_config, db,
+                                                                           servers):
+    """Redis freezes (SIGSTOP) with an entry in it, a write's version bump fails meanwhile, Redis thaws with
+    the old entry intact: the writer's pending epoch bump retires it before anyone is served it."""
+    own = servers()
+    config = make_config(redis_url=own.url, redis_breaker_reset=0.2)
+    writer, reader = await aiohttp_client(create_app(config)), await aiohttp_client(create_app(config))
+    cat = await actor(writer, db, "cat")
+    assert (await (await reader.get(f"/api/users/{cat.id}")).json())["data"]["bio"] == ""  # now cached
+    os.kill(own.proc.pid, signal.SIGSTOP)
+    try:
+        response = await writer.patch(f"/api/users/{cat.id}", json={"bio": "changed"}, headers=cat.headers)
+        assert response.status == 200
+        # While Redis is frozen, reads bypass the cache and see the database.
+        assert (await (await reader.get(f"/api/users/{cat.id}")).json())["data"]["bio"] == "changed"
+        assert reader.server.app[CACHE].bypasses >= 1
+    finally:
+        os.kill(own.proc.pid, signal.SIGCONT)
+    epoch_task = writer.server.app[CACHE]._epoch_task  # noqa: SLF001 - the pending bump under test
+    await asyncio.wait_for(epoch_task, 10)
+    for _ in range(20):  # across the reader's breaker closing again: never the frozen, stale entry
+        response = await reader.get(f"/api/users/{cat.id}")
+        assert (await response.json())["data"]["bio"] == "changed"
+        await asyncio.sleep(0.05)
+    assert reader.server.app[CACHE].hits >= 1  # and the cache serves again
