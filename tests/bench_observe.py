@@ -66,7 +66,9 @@ def per_request_cost(n: int = 200_000) -> None:
             app = create_app(config)
             middleware = app.middlewares[0]
             request = make_mocked_request("GET", "/api/users/1", app=app)
-            request._match_info = await app.router.resolve(request)
+            match = await app.router.resolve(request)
+            match.add_app(app)  # as the server does: request.app is the match's current app
+            request._match_info = match
             start = time.perf_counter()
             for _ in range(n):
                 await handler(request)
