@@ -3,13 +3,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test clean perf perf-setup
+.PHONY: run test clean perf perf-setup schemathesis
 
 run: $(VENV)/.installed-run
 	$(BIN)/python -m server serve
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The long fuzzing run: schemathesis with fresh seeds and many more cases per operation (tens of minutes).
+schemathesis: $(VENV)/.installed-test
+	SCHEMATHESIS_MAX_EXAMPLES=$${SCHEMATHESIS_MAX_EXAMPLES:-500} SCHEMATHESIS_SEED=$${SCHEMATHESIS_SEED:-random} \
+		$(BIN)/python -m pytest -q tests/test_schemathesis.py
 
 $(VENV)/.installed-run: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

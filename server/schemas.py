@@ -81,7 +81,7 @@ class SignUp(Body):
 
 
 class Login(Body):
-    email: text(1, 254)
+    email: text(1, 254, _single_line)  # PostgreSQL text cannot hold NUL: it must not reach the query
     password: text(1, 128)
 
 
