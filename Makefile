@@ -3,13 +3,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test clean perf perf-setup faults
+.PHONY: run test clean perf perf-setup schemathesis faults
 
 run: $(VENV)/.installed-run
 	$(BIN)/python -m server serve
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The long fuzzing run: schemathesis with fresh seeds and many more cases per operation (tens of minutes).
+schemathesis: $(VENV)/.installed-test
+	SCHEMATHESIS_MAX_EXAMPLES=$${SCHEMATHESIS_MAX_EXAMPLES:-500} SCHEMATHESIS_SEED=$${SCHEMATHESIS_SEED:-random} \
+		$(BIN)/python -m pytest -q tests/test_schemathesis.py
 
 # The fault suite at full length (README, "Resilience"); `make test` runs it briefly. Its figures go to
 # docs/faults-latest.md.

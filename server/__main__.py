@@ -14,6 +14,7 @@ from . import seed, serve
 from .config import Config, ConfigError
 from .embedded import EmbeddedError, services
 from .logs import configure
+from .metrics import prepare_multiprocess, remove_multiprocess_dir
 from .migrate import MigrationError, migrate
 from .seed import SeedError
 
@@ -30,7 +31,12 @@ def _serve(config: Config, args: argparse.Namespace) -> None:
         for name in uvloop.run(migrate(config.database_url)):
             log.info("migrated: %s", name)
         if config.workers > 1:  # N processes on one port; see server/serve.py
-            if code := serve.supervise(config):
+            metrics_dir = prepare_multiprocess(config)  # each /metrics adds up all of them: server/metrics.py
+            try:
+                code = serve.supervise(config)
+            finally:
+                remove_multiprocess_dir(metrics_dir, config)
+            if code:
                 sys.exit(code)
             return
         log.info("serving on http://%s:%d", config.host, config.port)

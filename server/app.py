@@ -9,6 +9,8 @@ from .config import Config
 from .db import CONFIG, pg_ctx
 from .errors import envelope_middleware
 from .guards import auth_middleware, keys_ctx
+from .metrics import setup as setup_metrics
+from .observe import observe_middleware
 from .passwords import passwords_ctx
 from .ratelimit import ratelimit_ctx, ratelimit_middleware
 from .redisdb import redis_ctx
@@ -28,4 +30,6 @@ def create_app(config: Config) -> web.Application:
     if config.runs_worker_in_process:  # the embedded mode: one command runs the whole system
         app.cleanup_ctx.append(worker_ctx)
     setup_routes(app)
+    setup_metrics(app)  # before the middleware below, which counts into it
+    app.middlewares.insert(0, observe_middleware(config, app))  # outermost: sees every answer as sent
     return app

@@ -173,7 +173,11 @@ def with_etag(request: web.Request, response: web.Response) -> web.Response:
     """An uncached answer gets the same ETag and 304 treatment as a cached one."""
     if response.status != 200 or not isinstance(response.body, bytes):
         return response
-    return respond(request, etag_of(response.body), response.body)
+    tag = etag_of(response.body).decode()
+    if matches(request.headers.get("If-None-Match"), tag):
+        return web.Response(status=304, headers={"ETag": tag})
+    response.headers["ETag"] = tag
+    return response
 
 
 CACHE = web.AppKey("cache", Cache)

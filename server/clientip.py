@@ -55,9 +55,13 @@ class ClientIp:
 
     def resolve(self, peer: str | None, headers: MultiMapping[str]) -> str:
         """The client key for a connection from `peer` with these request headers (a multidict)."""
+        return self.key(self.address(peer, headers))
+
+    def address(self, peer: str | None, headers: MultiMapping[str]) -> str:
+        """The client's address (what the access log shows), by the rules above."""
         peer = peer or ""
         if not self.trusted or not self._is_trusted(peer):
-            return self.key(peer)
+            return peer
         client = peer
         hops = [hop for value in headers.getall("X-Forwarded-For", ()) for hop in value.split(",")]
         for hop in reversed(hops):
@@ -67,7 +71,7 @@ class ClientIp:
             client = str(address)
             if not self._is_trusted(client):
                 break
-        return self.key(client)
+        return client
 
 
 def _client_key(address: str) -> str:

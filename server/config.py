@@ -129,6 +129,17 @@ class Config:
         default=3, metadata={"env": "REDIS_BREAKER_FAILURES", "doc": "consecutive Redis failures that open the circuit breaker"})
     redis_breaker_reset: float = dataclasses.field(
         default=2.0, metadata={"env": "REDIS_BREAKER_RESET", "doc": "seconds the breaker stays open before one probe tries Redis again"})
+    # Operability: access log, metrics, CORS.
+    access_log: bool = dataclasses.field(
+        default=True, metadata={"env": "ACCESS_LOG", "doc": "one log line per request; `false` for load tests"})
+    metrics_enabled: bool = dataclasses.field(
+        default=True, metadata={"env": "METRICS_ENABLED", "doc": "count requests by route and status for `/metrics`"})
+    cors_origins: str = dataclasses.field(
+        default="", metadata={"env": "CORS_ORIGINS",
+                              "doc": "comma-separated origins that browsers may call the API from (`*`: any); empty: no CORS"})
+    prometheus_multiproc_dir: str | None = dataclasses.field(
+        default=None, metadata={"env": "PROMETHEUS_MULTIPROC_DIR",
+                                "doc": "folder where API processes share their metrics; unset: a temporary one when `WORKERS` > 1"})
     # Resilience (issue 9): slow clients, the graceful stop, the listen queue (server/protocol.py,
     # server/runner.py). The body deadline stays below REQUEST_TIMEOUT so that a slow client gets its 408
     # before the request deadline answers 503 for it.

@@ -76,10 +76,17 @@ class Pool:
         self.raw = pool
         self.acquire_timeout = acquire_timeout
 
+    async def _take(self) -> asyncpg.Connection:
+        # The hot path skips the timer: with a free holder in asyncpg's queue nothing waits for another
+        # request (a holder without a connection connects within the pool's connect timeout).
+        if self.raw._queue.qsize():  # noqa: SLF001 - asyncpg exposes no cheaper "would not wait"
+            return await self.raw.acquire()
+        async with asyncio.timeout(self.acquire_timeout):
+            return await self.raw.acquire()
+
     @contextlib.asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        async with asyncio.timeout(self.acquire_timeout):
-            conn = await self.raw.acquire()
+        conn = await self._take()
         try:
             yield conn
         finally:
@@ -95,13 +102,15 @@ class Pool:
 
     async def _read(self, method: str, sql: str, args: tuple):
         for attempt in (1, 2):
+            conn = await self._take()
             try:
-                async with self.acquire() as conn:
-                    return await getattr(conn, method)(sql, *args)
+                return await getattr(conn, method)(sql, *args)
             except _CONNECTION_LOST:
                 await self.renew()
                 if attempt == 2 or not _is_read(sql):
                     raise
+            finally:
+                await self.raw.release(conn)
 
     async def fetch(self, sql: str, *args) -> list[asyncpg.Record]:
         return await self._read("fetch", sql, args)
@@ -113,12 +122,14 @@ class Pool:
         return await self._read("fetchval", sql, args)
 
     async def execute(self, sql: str, *args) -> str:
+        conn = await self._take()
         try:
-            async with self.acquire() as conn:
-                return await conn.execute(sql, *args)
+            return await conn.execute(sql, *args)
         except _CONNECTION_LOST:
             await self.renew()
             raise
+        finally:
+            await self.raw.release(conn)
 
     async def close(self) -> None:
         await self.raw.close()
@@ -144,7 +155,7 @@ async def create_pool(config: Config, dsn: str | None = None) -> Pool:
     raw = await asyncpg.create_pool(
         dsn or config.database_url, min_size=config.pg_pool_min, max_size=config.pg_pool_max,
         command_timeout=config.pg_command_timeout, statement_cache_size=1024,
-        init=_init_connection, reset=_keep_session,
+        init=_init_connection, reset=_keep_session, timeout=config.pg_acquire_timeout,  # connect timeout
         server_settings={"statement_timeout": str(int(config.pg_statement_timeout * 1000))},
         # Closed after a minute idle, so a burst's connections do not stay open for ever.
         max_inactive_connection_lifetime=60.0)

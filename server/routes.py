@@ -6,7 +6,7 @@ from aiohttp import web
 
 from .cache import CACHE_POLICIES, Policy
 from .guards import ADMIN, ANYONE, OWNER, ROUTE_GUARDS, USER, is_self_or_admin
-from .handlers import admin, auth, comments, events, health, posts, tags, users
+from .handlers import admin, auth, comments, events, health, ops, posts, tags, users
 
 ID = r"{id:[1-9][0-9]{0,18}}"  # positive integers only; anything else matches no route (404)
 
@@ -14,6 +14,9 @@ ROUTES = [
     # method   path                          handler              guard
     ("GET",    "/healthz",                   health.get_healthz,  ANYONE),
     ("GET",    "/readyz",                    health.get_readyz,   ANYONE),
+    ("GET",    "/metrics",                   ops.get_metrics,     ANYONE),
+    ("GET",    "/api/openapi.json",          ops.get_openapi,     ANYONE),
+    ("GET",    "/api/docs",                  ops.get_docs,        ANYONE),
     ("GET",    "/.well-known/jwks.json",     auth.get_jwks,       ANYONE),
     ("POST",   "/api/auth/login",            auth.login,          ANYONE),
     ("POST",   "/api/auth/refresh",          auth.refresh,        ANYONE),

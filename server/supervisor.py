@@ -98,6 +98,7 @@ class Supervisor:
             if proc.poll() is None:
                 continue
             self.current.remove(proc)
+            _forget(proc.pid)
             if proc.returncode != 0:
                 log.error("worker %d exited with %d: stopping the others", proc.pid, proc.returncode)
                 self.code = 1
@@ -107,6 +108,7 @@ class Supervisor:
         for proc, kill_at in list(self.retiring.items()):
             if proc.poll() is not None:
                 del self.retiring[proc]
+                _forget(proc.pid)
                 log.info("worker %d stopped with %d", proc.pid, proc.returncode)
                 if proc.returncode != 0 and self.stopping:
                     self.code = 1
@@ -160,6 +162,14 @@ class Supervisor:
                 for proc in self.starting:
                     self._retire(proc)
             self.starting = []
+
+
+def _forget(pid: int) -> None:
+    """A process that ended leaves the sums of /metrics: its live gauges go (server/metrics.py)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
 
 
 def _pids(procs: list[subprocess.Popen]) -> str:

@@ -18,6 +18,7 @@ from server.app import create_app
 from server.config import Config
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.migrate import migrate
+from tests.openapi_check import validate_response
 
 TABLES = "users, posts, tags, post_tags, comments, outbox_events, outbox_deliveries, mail_sent"
 
@@ -75,7 +76,8 @@ async def db(base_config):
 
 @pytest.fixture
 async def client(aiohttp_client, config, db):
-    return await aiohttp_client(create_app(config))
+    """A test client whose every response is checked against the OpenAPI document (tests/openapi_check.py)."""
+    return await aiohttp_client(create_app(config), middlewares=(validate_response,))
 
 
 @pytest.fixture

@@ -123,22 +123,27 @@ def test_every_scenario_has_a_script_for_each_tool():
             assert scenario.script(tool).is_file(), scenario.script(tool)
 
 
-async def test_the_baseline_serves_the_named_queries_it_has_and_says_what_it_skips(aiohttp_client, db, base_config,
-                                                                                   monkeypatch):
+async def test_the_baseline_answers_what_the_service_answers_without_its_layers(aiohttp_client, client, db, alice,
+                                                                               base_config, monkeypatch):
+    """Same statements, same bytes: the baseline's bodies equal the service's for every read it serves."""
     from perf import baseline
 
     monkeypatch.setenv("DATABASE_URL", base_config.database_url)
     monkeypatch.setenv("PG_POOL_MIN", "1")
     monkeypatch.setenv("PG_POOL_MAX", "2")
-    user_id = await db.fetchval("INSERT INTO users (email, username, password_hash) VALUES ('b@example.com', "
-                                "'bee', 'x') RETURNING id")
-    client = await aiohttp_client(baseline.create_app())
-    info = await (await client.get("/_baseline")).json()
-    assert {"health", "user"} <= set(info["scenarios"])
-    # Every planned scenario is either served or skipped with a reason (until the posts queries land).
-    assert set(baseline.PLANS) <= set(info["scenarios"]) | set(info["skipped"])
-    assert not set(info["scenarios"]) & set(info["skipped"]) and all(info["skipped"].values())
-    response = await client.get(f"/api/users/{user_id}")
-    assert response.status == 200 and (await response.json())["data"]["username"] == "bee"
-    assert "X-Request-Id" not in response.headers  # no middleware at all
-    assert (await client.get("/api/users/999999")).status == 404
+    for n in range(25):
+        await client.post("/api/posts", json={"title": f"Post {n}", "body": "Text", "tags": ["news"]},
+                          headers=alice.headers)
+    bare = await aiohttp_client(baseline.create_app())
+    info = await (await bare.get("/_baseline")).json()
+    assert info == {"scenarios": baseline.SCENARIOS, "skipped": {}}
+    first = await (await client.get("/api/posts")).json()
+    paths = ["/healthz", f"/api/users/{alice.id}", "/api/posts/3", "/api/posts", "/api/posts?page=2",
+             "/api/posts?tag=news", f"/api/posts?cursor={first['meta']['nextCursor']}", f"/api/users/{alice.id}/posts",
+             "/api/tags"]
+    for path in paths:
+        served, bare_answer = await client.get(path), await bare.get(path)
+        assert bare_answer.status == served.status == 200, path
+        assert await bare_answer.json() == await served.json(), path
+        assert "X-Request-Id" not in bare_answer.headers  # no middleware at all
+    assert (await bare.get("/api/users/999999")).status == 404

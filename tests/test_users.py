@@ -43,6 +43,10 @@ async def test_bcrypt_hashes_written_by_loaders_verify():
     assert not verify_password("not a hash", "loader password")
 
 
+async def test_addresses_at_test_domains_are_accepted(client):
+    assert (await sign_up(client, "tester", email="tester@example.test"))["email"] == "tester@example.test"
+
+
 async def test_public_view_has_only_public_fields(client):
     user = await sign_up(client, "bob", displayName="Bob")
     response = await client.get(f"/api/users/{user['id']}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from .. import responses
@@ -13,6 +15,7 @@ from ..inputs import Query, encode_cursor, paging, path_id, read_json
 from ..schemas import AdminUserPatch
 
 ROLES = ("user", "admin")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # as one-line text in schemas.py; NUL breaks SQL
 
 
 def _prefix_pattern(q: str) -> str:
@@ -26,8 +29,8 @@ async def list_users(request: web.Request) -> web.Response:
     role, q = query.raw("role"), query.raw("q")
     if role is not None and role not in ROLES:
         query.fault("role", "must be user or admin")
-    if q is not None and not 1 <= len(q) <= 254:
-        query.fault("q", "must be 1-254 characters")
+    if q is not None and (not 1 <= len(q) <= 254 or _CONTROL.search(q)):
+        query.fault("q", "must be 1-254 characters, none of them control characters")
     query.check()
     pattern = _prefix_pattern(q) if q else None
     pool = request.app[POOL]

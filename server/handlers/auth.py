@@ -53,20 +53,17 @@ async def refresh(request: web.Request) -> web.Response:
         raise InvalidToken("The refresh token is invalid")
     async with transaction(request.app[POOL]) as conn:
         token = await conn.fetchrow(Q.lock_refresh_token, token_hash)
-        if token is None:
-            reused = False
-        elif token["used_at"] is not None:
-            # Reuse: someone holds a copy of a spent token. End the whole family, newest token included;
-            # the revocation commits with this transaction before the 401 goes out.
-            await conn.execute(Q.revoke_session, token["session_id"], "reuse")
-            log.warning("refresh token reuse: session %d revoked", token["session_id"])
-            reused = True
-        elif not (token["revoked_at"] or token["expired"] or token["disabled_at"]):
+        if token is not None and token["used_at"] is None and not (
+                token["revoked_at"] or token["expired"] or token["disabled_at"]):
             await conn.execute(Q.spend_refresh_token, token_hash)
             user = await conn.fetchrow(Q.user_by_id, token["user_id"])
             return await _issue(request, conn, user, token["session_id"])
-        else:
-            reused = False
+        reused = token is not None and token["used_at"] is not None
+        if reused:
+            # Someone holds a copy of a spent token. End the whole family, newest token included; the
+            # revocation commits with this transaction before the 401 goes out.
+            await conn.execute(Q.revoke_session, token["session_id"], "reuse")
+            log.warning("refresh token reuse: session %d revoked", token["session_id"])
     raise InvalidToken("The refresh token was reused; its session is revoked" if reused
                        else "The refresh token is invalid")
 

@@ -1,0 +1,167 @@
+"""/metrics: request counts and latencies by route template, live gauges, the collector hook, many processes."""
+
+from __future__ import annotations
+
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from server.app import create_app
+from server.config import Config
+from server.metrics import METRICS, prepare_multiprocess
+from tests.conftest import sign_up
+from tests.live import live_server
+from tests.openapi_check import validate_response
+
+
+def samples(text: str) -> dict[tuple, float]:
+    """{(sample name, sorted labels): value} of a Prometheus text exposition."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+async def scrape(client) -> dict[tuple, float]:
+    response = await client.get("/metrics")
+    assert response.status == 200 and response.content_type == "text/plain"
+    return samples(await response.text())
+
+
+def count(metrics: dict, route: str, status: str, method: str = "GET") -> float:
+    return metrics.get(("http_requests_total", (("method", method), ("route", route), ("status", status))), 0)
+
+
+async def test_requests_are_counted_by_route_template_and_status(client):
+    user = await sign_up(client, "ann")
+    for _ in range(3):
+        assert (await client.get(f"/api/users/{user['id']}")).status == 200
+    assert (await client.get("/api/users/424242")).status == 404
+    assert (await client.get("/no/such/path/42")).status == 404
+    assert (await client.put("/api/users")).status == 405
+    metrics = await scrape(client)
+    assert count(metrics, "/api/users/{id}", "200") == 3
+    assert count(metrics, "/api/users/{id}", "404") == 1
+    assert count(metrics, "/api/users", "201", "POST") == 1
+    assert count(metrics, "unmatched", "404") == 1
+    assert count(metrics, "unmatched", "405", "PUT") == 1
+    assert not any("424242" in str(key) or "/no/such" in str(key) for key in metrics)  # never raw paths
+    hist = ("http_request_duration_seconds_count", (("method", "GET"), ("route", "/api/users/{id}")))
+    assert metrics[hist] == 4
+    bucket = ("http_request_duration_seconds_bucket", (("le", "+Inf"), ("method", "GET"), ("route", "/api/users/{id}")))
+    assert metrics[bucket] == 4
+
+
+async def test_odd_methods_share_one_label(client):
+    response = await client.request("PROPFIND", "/api/users")
+    metrics = await scrape(client)
+    assert count(metrics, "unmatched", str(response.status), "other") == 1, response.status
+
+
+async def test_live_gauges(client):
+    metrics = await scrape(client)
+    assert metrics[("http_requests_in_flight", ())] == 1  # the scrape itself
+    assert metrics[("db_pool_size", ())] >= 1
+    assert metrics[("db_pool_idle", ())] <= metrics[("db_pool_size", ())]
+    assert metrics[("db_pool_waiters", ())] == 0
+    assert metrics[("password_hash_in_use", ())] == 0
+    assert metrics[("outbox_backlog", ())] == 0 and metrics[("outbox_dead_letters", ())] == 0
+
+
+async def test_outbox_gauges(client, db):
+    """No worker runs in the tests: sign-ups leave their user.created events waiting; one is made dead."""
+    await sign_up(client, "ann")
+    await sign_up(client, "bob")
+    event = await db.fetchval("SELECT min(id) FROM outbox_events")
+    await db.execute("UPDATE outbox_deliveries SET status = 'dead' WHERE event_id = $1", event)
+    metrics = await scrape(client)
+    assert metrics[("outbox_backlog", ())] == 1
+    assert metrics[("outbox_dead_letters", ())] == 1
+    assert metrics[("outbox_oldest_pending_age_seconds", ())] >= 0
+    assert ("process_cpu_seconds_total", ()) in metrics
+
+
+async def test_cache_counters(client):
+    user = await sign_up(client, "ann")
+    for _ in range(3):
+        assert (await client.get(f"/api/users/{user['id']}")).status == 200
+    metrics = await scrape(client)
+    assert metrics[("cache_misses_total", ())] == 1 and metrics[("cache_rebuilds_total", ())] == 1
+    assert metrics[("cache_hits_total", ())] == 2 and metrics[("cache_bypasses_total", ())] == 0
+
+
+async def test_rate_limit_rejections(aiohttp_client, make_config, db):
+    client = await aiohttp_client(create_app(make_config(rate_limit="2/1m")), middlewares=(validate_response,))
+    statuses = [(await client.get("/api/users/1")).status for _ in range(3)]
+    assert statuses == [404, 404, 429]
+    metrics = await scrape(client)  # not under /api/: not limited
+    assert metrics[("rate_limit_rejections_total", ())] == 1
+    assert metrics[("rate_limit_fallback_decisions_total", ())] == 0
+    assert metrics[("redis_breaker_open", ())] == 0
+    assert count(metrics, "/api/users/{id}", "429") == 1
+
+
+async def test_collectors_registered_by_other_modules(aiohttp_client, config, db):
+    """The hook the cache, rate limiter and outbox use: sync and async collectors, and a broken one."""
+    app = create_app(config)
+    metrics = app[METRICS]
+    hits = metrics.counter("answers_total", "Answers from somewhere", ("route",))
+    backlog = metrics.gauge("queue_backlog", "Items waiting", mode="mostrecent")
+    calls = []
+
+    async def outbox_stats():
+        calls.append("outbox")
+        backlog.set(7)
+
+    def broken():
+        raise RuntimeError("this collector is broken")
+
+    metrics.register_collector(outbox_stats, shared=True)
+    metrics.register_collector(broken)
+    hits.labels("/api/posts").inc(2)
+    client = await aiohttp_client(app, middlewares=(validate_response,))
+    values = await scrape(client)
+    assert values[("answers_total", (("route", "/api/posts"),))] == 2
+    assert values[("queue_backlog", ())] == 7 and calls == ["outbox"]
+
+
+async def test_metrics_can_be_switched_off(aiohttp_client, make_config, db):
+    client = await aiohttp_client(create_app(make_config(metrics_enabled=False)))
+    await client.get("/healthz")
+    metrics = await scrape(client)
+    assert not any(name == "http_requests_total" for name, _ in metrics)
+    assert ("db_pool_size", ()) in metrics
+
+
+def test_prepare_multiprocess(tmp_path, monkeypatch):
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    assert prepare_multiprocess(Config(workers=1)) is None
+    (tmp_path / "counter_123.db").write_bytes(b"stale")
+    (tmp_path / "keep.txt").write_text("not ours")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # restored by monkeypatch after the call sets it
+    assert prepare_multiprocess(Config(workers=4, prometheus_multiproc_dir=str(tmp_path))) == tmp_path
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+    import os
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path)
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
+
+
+@pytest.mark.slow
+def test_serve_with_workers_counts_every_process(base_config, tmp_root):
+    """Scenario: `serve --workers 3` on one port; a scrape lands on any process and must count them all."""
+    with live_server(base_config, tmp_root / "workers", WORKERS="3", ACCESS_LOG="false") as server:
+        for _ in range(12):  # a new connection each: the kernel spreads them over the processes
+            _get(server.url + "/api/openapi.json")
+        for _ in range(6):
+            metrics = samples(_get(server.url + "/metrics"))
+            assert count(metrics, "/api/openapi.json", "200") == 12
+            assert metrics[("http_requests_in_flight", ())] >= 1
+            assert ("process_cpu_seconds_total", ()) not in metrics  # per-process series make no sense summed
+        folders = list(Path(tempfile.gettempdir()).glob("blog-api-metrics-*"))
+        assert any(list(f.glob("counter_*.db")) for f in folders)
+    assert not any(f.exists() for f in folders)  # removed when the last process ended
