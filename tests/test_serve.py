@@ -15,21 +15,9 @@ import pytest
 from server.config import Config
 from server.embedded import free_port
 from server.serve import pool_sizes
+from tests.faultkit import children
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def _listening_inodes(port: int) -> set[str]:
@@ -70,17 +58,17 @@ def test_two_workers_share_one_port_and_stop_together_on_sigterm(base_config):
             assert proc.poll() is None, "serve exited at start"
             assert time.monotonic() < deadline, "two listening sockets did not appear"
             time.sleep(0.1)
-        children = _children(proc.pid)
-        assert len(children) == 2
+        kids = children(proc.pid)
+        assert len(kids) == 2
         listening = _listening_inodes(port)
         # SO_REUSEPORT: each child holds its own listening socket on the port; the parent holds none.
-        owners = {pid: _socket_inodes(pid) & listening for pid in children}
+        owners = {pid: _socket_inodes(pid) & listening for pid in kids}
         assert all(len(held) == 1 for held in owners.values()) and set().union(*owners.values()) == listening
         assert not _socket_inodes(proc.pid) & listening
         assert all(_get(port, "/readyz") == 200 for _ in range(20))  # a new connection each time
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
-        for pid in children:
+        for pid in kids:
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
     finally:
