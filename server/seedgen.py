@@ -46,11 +46,10 @@ class Corpus:
 
     def __init__(self, rng: random.Random, words: int = 300_000) -> None:
         self.vocabulary = sorted({"".join(rng.choices(SYLLABLES, k=rng.randint(1, 4))) for _ in range(3000)})
-        out, sentence = [], 0
+        out = []
         for word in rng.choices(self.vocabulary, k=words):
-            sentence += 1
             if rng.random() < 0.08:  # sentences of about 12 words
-                word, sentence = word + ".", 0
+                word += "."
             out.append(word)
         self.text = " ".join(out)
         end = len(self.text) - 20_000  # room for the longest slice
