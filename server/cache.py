@@ -35,6 +35,16 @@ for i = 1, #KEYS do versions[i] = versions[i] or '0' end
 local key = ARGV[1] .. '@' .. table.concat(versions, '.')
 return {key, redis.call('GET', key)}
 """
+# KEYS: version keys to advance; ARGV[1]: their time to live.
+BUMP = """
+for i = 1, #KEYS do
+    redis.call('INCR', KEYS[i])
+    redis.call('EXPIRE', KEYS[i], ARGV[1])
+end
+return 0
+"""
+# KEYS[1]: an entry's key; ARGV: its value and time to live.
+STORE = "return redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])"
 EPOCH = "cv:epoch"
 ETAG_LENGTH = 26  # '"' + 24 hex digits + '"', stored in front of the body
 BUILT_GRACE = 1.0  # seconds a finished build still answers this process's late misses
@@ -80,7 +90,11 @@ class Cache:
         # cannot bring an old entry back.
         self.version_ttl = 2 * ttl + 60
         self.enabled = enabled
+        # All three go through the script batcher: a write's bump and a rebuilt entry share their loop
+        # turn's round trip with the rate limiter's decisions and the other lookups.
         self.lookup_script = client.register_script(LOOKUP)
+        self.bump_script = client.register_script(BUMP)
+        self.store_script = client.register_script(STORE)
         self._building: dict[str, asyncio.Future] = {}
         self._epoch_task: asyncio.Task | None = None
         # Counters for the metrics endpoint.
@@ -117,7 +131,7 @@ class Cache:
                 return with_etag(request, response)
             built = (etag_of(response.body), response.body)
             try:
-                await self.breaker.call(self.client.set, key, built[0] + built[1], ex=self.ttl)
+                await self.scripts.run(self.store_script, [key], [built[0] + built[1], self.ttl])
             except RedisUnavailable:
                 pass  # answered all the same; the next request tries again
             return respond(request, *built)
@@ -133,19 +147,12 @@ class Cache:
         if not self.enabled:
             return
         try:
-            await self.breaker.call(self._incr, [f"cv:{d}" for d in depends])
+            await self.scripts.run(self.bump_script, [f"cv:{d}" for d in depends], [self.version_ttl])
         except RedisUnavailable:
             log.warning("cache versions not bumped (%s): every entry is retired once Redis answers",
                         ", ".join(depends))
             if self._epoch_task is None or self._epoch_task.done():
                 self._epoch_task = asyncio.create_task(self._bump_epoch())
-
-    async def _incr(self, keys: list[str]) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        for key in keys:
-            pipe.incr(key)
-            pipe.expire(key, self.version_ttl)
-        await pipe.execute()
 
     async def _bump_epoch(self) -> None:
         while True:

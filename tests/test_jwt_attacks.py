@@ -146,3 +146,61 @@ async def test_a_rotated_key_keeps_old_tokens_valid(aiohttp_client, make_config,
     assert jwt.get_unverified_header(access)["kid"] == thumbprint(new.public_key())
     kids = {k["kid"] for k in (await (await client.get("/.well-known/jwks.json")).json())["keys"]}
     assert kids == {thumbprint(old.public_key()), thumbprint(new.public_key())}
+
+
+# Verified tokens are remembered per key set (server/tokens.py): what must still hold.
+
+def _verify(keys, token: str):
+    from server.tokens import verify_access_token
+    return verify_access_token(keys, token, issuer="blog-api", audience="blog-api")
+
+
+def test_a_remembered_token_still_expires(monkeypatch):
+    from server.tokens import KeySet, TokenError
+    keys = KeySet([generate_key()])
+    token = sign(keys, claims(7, exp=now() + 5))
+    assert _verify(keys, token).user_id == 7
+    assert _verify(keys, token).user_id == 7  # remembered
+    later = time.time() + 5 + 31  # past exp and the 30 s leeway
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(TokenError) as caught:
+        _verify(keys, token)
+    assert caught.value.expired
+    assert not keys.verified
+
+
+def test_only_a_token_that_passed_is_remembered_and_only_its_exact_text_finds_it():
+    from server.tokens import KeySet, TokenError
+    keys = KeySet([generate_key()])
+    good = sign(keys, claims(7))
+    _verify(keys, good)
+    header, payload, signature = good.split(".")
+    for bad in (tampered(keys, 7), f"{header}.{b64(claims(7, role='admin'))}.{signature}", good + "x", good[:-2]):
+        with pytest.raises(TokenError):
+            _verify(keys, bad)
+    assert [entry[0] for entry in keys.verified] == [good]
+    with pytest.raises(TokenError):  # another audience is another entry, verified on its own
+        from server.tokens import verify_access_token
+        verify_access_token(keys, good, issuer="blog-api", audience="another-api")
+
+
+def test_a_key_set_without_the_key_forgets_its_tokens():
+    """A reload builds a new key set: a token of a dropped key is refused even if it was remembered."""
+    from server.tokens import KeySet, TokenError
+    old, new = generate_key(), generate_key()
+    both = KeySet([old, new])
+    token = jwt.encode(claims(7), old, algorithm="RS256", headers={"kid": thumbprint(old.public_key()), "typ": "at+jwt"})
+    assert _verify(both, token).user_id == 7
+    with pytest.raises(TokenError):
+        _verify(KeySet([new]), token)
+
+
+def test_the_memory_is_bounded(monkeypatch):
+    from server import tokens
+    monkeypatch.setattr(tokens, "VERIFIED_TOKENS", 3)
+    keys = tokens.KeySet([generate_key()])
+    made = [sign(keys, claims(user)) for user in range(1, 6)]
+    for token in made:
+        _verify(keys, token)
+    assert [entry[0] for entry in keys.verified] == made[-3:]
+    assert _verify(keys, made[0]).user_id == 1  # forgotten, so verified again

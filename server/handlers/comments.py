@@ -7,7 +7,7 @@ from aiohttp import web
 
 from .. import listing, outbox, responses
 from ..cache import invalidate
-from ..db import POOL, Q, transaction
+from ..db import POOL, Q
 from ..errors import REQUEST_ID, NotFound
 from ..guards import caller, require_owner_or_admin
 from ..inputs import Query, path_id, read_json
@@ -39,16 +39,10 @@ async def create_comment(request: web.Request) -> web.Response:
     post_id = path_id(request)
     body = await read_json(request, CommentCreate)
     author_id = caller(request).user_id
-
-    async def write():
-        async with transaction(request.app[POOL]) as conn:
-            row = await conn.fetchrow(Q.insert_comment, post_id, author_id, body.body)
-            await outbox.emit(conn, "comment.created", {"commentId": row["id"], "postId": post_id,
-                                                        "authorId": author_id}, request.get(REQUEST_ID))
-            return row
-
+    consumers = list(outbox.SUBSCRIPTIONS["comment.created"])
     try:
-        row = await retrying(write)
+        row = await retrying(lambda: request.app[POOL].fetchrow(
+            Q.insert_comment, post_id, author_id, body.body, request.get(REQUEST_ID), consumers))
     except asyncpg.ForeignKeyViolationError as exc:
         if exc.constraint_name == "comments_post_id_fkey":  # no such post, or deleted meanwhile
             raise NotFound("No such post") from None
