@@ -9,6 +9,7 @@ wrk on a shared machine, because it counts only this process's CPU time.
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -21,8 +22,9 @@ from server.embedded import EmbeddedRedis, free_port
 from server.ratelimit import Limiter
 from server.redisbatch import ScriptBatcher
 from server.redisdb import create_client
+from server.resp import RespConnection
 
-CALLERS, SECONDS = 64, 2.0
+CALLERS, SECONDS = int(os.environ.get("CALLERS", 64)), 2.0
 
 
 async def measure(limiter: Limiter) -> tuple[float, float]:
@@ -42,11 +44,14 @@ async def measure(limiter: Limiter) -> tuple[float, float]:
 async def main(url: str) -> None:
     config = Config(redis_url=url, rate_limit="100000000/15m")
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    for label, target in (("redis", url), ("in memory, breaker open", dead)):
+    for label, target, lean in (("redis, lean connection", url, True), ("redis, redis-py pipeline", url, False),
+                                ("in memory, breaker open", dead, True)):
         client = create_client(target, config.redis_pool_max, config.redis_timeout)
-        limiter = Limiter(config, client, ScriptBatcher(client, Breaker(timeout=0.25, failures=3, reset=3600)))
-        cpu, rate = await measure(limiter)
+        batcher = ScriptBatcher(client, Breaker(timeout=0.25, failures=3, reset=3600),
+                                RespConnection(target) if lean else None)
+        cpu, rate = await measure(Limiter(config, client, batcher))
         print(f"{label}: {cpu:.1f} µs CPU per decision, {rate:,.0f} decisions/s")
+        batcher.close()
         await client.aclose()
 
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from .breaker import Breaker
 from .db import CONFIG
 from .redisbatch import ScriptBatcher
+from .resp import RespConnection
 
 REDIS = web.AppKey("redis", redis.Redis)
 REDIS_BREAKER = web.AppKey("redis_breaker", Breaker)  # every request-path use of REDIS goes through it
@@ -32,7 +33,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = client
     app[REDIS_BREAKER] = Breaker(timeout=config.redis_timeout, failures=config.redis_breaker_failures,
                                  reset=config.redis_breaker_reset)
-    app[REDIS_SCRIPTS] = ScriptBatcher(client, app[REDIS_BREAKER])
+    connection = RespConnection(config.redis_url) if RespConnection.supports(config.redis_url) else None
+    app[REDIS_SCRIPTS] = ScriptBatcher(client, app[REDIS_BREAKER], connection)
     yield
+    app[REDIS_SCRIPTS].close()
     await client.aclose()
     await client.connection_pool.disconnect()
