@@ -10,9 +10,11 @@ T = ceil(W/N) µs and the burst span B = N×T (W rounded up to a multiple of N �
 
 Both implementations take the same `(keys, args)` and return the same list, so one test drives both:
     args   = [now in µs, or "" for the implementation's own clock, T1, B1, T2, B2, ...] (one pair per key)
+             and, optionally, last, `want`: up to how many requests to admit at once (a share, ratelimit.py)
     result = [wait µs (0: admitted), remaining1, reset1 µs, remaining2, reset2 µs, ...]
+             and, when `want` was given, `granted`: how many were admitted (0 when refused)
 A request is admitted only when every key admits it, and then every key is charged; a refused request
-charges nothing. All numbers are whole microseconds, exact in Lua's doubles below 2^53 (config.parse_rate
+charges nothing. With `want`, as many as every key still admits are charged, up to `want`, at least one. All numbers are whole microseconds, exact in Lua's doubles below 2^53 (config.parse_rate
 keeps them there).
 """
 
@@ -41,17 +43,27 @@ for i = 1, n do
   local over = tat + tonumber(ARGV[2 * i]) - now - tonumber(ARGV[2 * i + 1])
   if over > wait then wait = over end
 end
+local want = tonumber(ARGV[2 * n + 2])
+local granted = 0
+if wait == 0 then
+  granted = want or 1
+  for i = 1, n do
+    local fit = math.floor((tonumber(ARGV[2 * i + 1]) - (tats[i] - now)) / tonumber(ARGV[2 * i]))
+    if fit < granted then granted = fit end
+  end
+end
 local out = {wait}
 for i = 1, n do
   local interval, span = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
   local tat = tats[i]
   if wait == 0 then
-    tat = tat + interval
+    tat = tat + granted * interval
     redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', string.format('%.0f', math.ceil((tat - now) / 1000)))
   end
   out[2 * i] = math.floor((span - (tat - now)) / interval)
   out[2 * i + 1] = tat - now
 end
+if want then out[2 * n + 2] = granted end
 return out
 """
 
@@ -69,19 +81,25 @@ class LocalGcra:
 
     def __call__(self, keys: Sequence[str], args: Sequence) -> list[int]:
         now = int(args[0]) if args[0] != "" else time.monotonic_ns() // 1000
+        n = len(keys)
+        want = int(args[2 * n + 1]) if len(args) > 2 * n + 1 else None
         tats, wait = [], 0
         for i, key in enumerate(keys):
             tat = max(self._tats.get(key, now), now)
             tats.append(tat)
             wait = max(wait, tat + int(args[2 * i + 1]) - now - int(args[2 * i + 2]))
+        granted = 0
+        if wait == 0:
+            granted = min([want or 1] + [(int(args[2 * i + 2]) - (tats[i] - now)) // int(args[2 * i + 1])
+                                         for i in range(n)])
         out = [wait]
         for i, key in enumerate(keys):
             interval, span, tat = int(args[2 * i + 1]), int(args[2 * i + 2]), tats[i]
             if wait == 0:
-                tat += interval
+                tat += granted * interval
                 self._tats[key] = tat
                 self._tats.move_to_end(key)
             out += [(span - (tat - now)) // interval, tat - now]
         while len(self._tats) > self.size:
             self._tats.popitem(last=False)
-        return out
+        return out + ([granted] if want is not None else [])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from typing import NamedTuple
 
@@ -53,6 +54,29 @@ class Policy:
         return f'"{self.name}";q={self.count};w={self.window}'
 
 
+# Shares: a client that sends many requests through one process has them admitted several at a time.
+# One decision in Redis charges up to `want` of its requests at once (never more than fit, so the quota
+# is never exceeded); the process then admits that many without asking again, for at most SHARE_SECONDS.
+# A share's requests not sent in time are given up: the client was charged for them, at most 1 % of its
+# quota each time (SHARE_PART). A share doubles while the client uses it up in time and halves when it
+# does not; for N under 2 × SHARE_PART there are no shares, so ordinary limits are decided one by one.
+SHARE_SECONDS = 0.1
+SHARE_MAX = 64
+SHARE_PART = 100
+SHARES_KEPT = 10_000  # clients with a share per process, before expired shares are dropped
+
+
+class Share:
+    __slots__ = ("units", "expires", "tat", "size", "pending")
+
+    def __init__(self) -> None:
+        self.units = 0  # requests admitted in Redis, not yet sent
+        self.expires = 0.0  # monotonic seconds
+        self.tat = 0  # the client's theoretical arrival time in Redis, as local monotonic µs
+        self.size = 1  # the next share's `want`
+        self.pending = False  # a request of this client is fetching a share
+
+
 class Decision(NamedTuple):
     allowed: bool
     retry_after: int  # whole seconds, when refused
@@ -81,6 +105,8 @@ class Limiter:
         self._default_args = ("", *default)
         self._login_args = {2: ("", *default, *login), 3: ("", *default, *login, *login)}
         self._default_policy = self.default.field
+        self.share_cap = min(SHARE_MAX, self.default.count // SHARE_PART)
+        self.shares: dict[str, Share] = {}
         self._login_policy = f"{self.default.field}, {self.login.field}"
 
     async def charge(self, keys: list[str], args: tuple) -> list[int]:
@@ -92,11 +118,59 @@ class Limiter:
             return self.local(keys, args)
 
     async def check(self, client: str) -> Decision:
-        """The default policy for one request of `client`."""
-        wait, remaining, reset = await self.charge(["rl:default:" + client], self._default_args)
+        """The default policy for one request of `client`: from its share when it has one, else in Redis."""
+        if self.share_cap < 2:
+            wait, remaining, reset = await self.charge(["rl:default:" + client], self._default_args)
+            return self._decision(wait, remaining, reset)
+        now = time.monotonic()
+        share = self.shares.get(client)
+        if share is None:
+            if len(self.shares) >= SHARES_KEPT:
+                self._prune(now)
+            share = self.shares[client] = Share()
+        elif share.units:
+            if now < share.expires:
+                share.units -= 1
+                return self._from_share(share, now)
+            share.units, share.size = 0, max(1, share.size // 2)  # given up: the client sent fewer
+        if share.pending:  # another request of this client is fetching a share: this one goes alone
+            wait, remaining, reset, _ = await self.charge(["rl:default:" + client], (*self._default_args, 1))
+            return self._decision(wait, remaining, reset)
+        share.pending = True
+        try:
+            wait, remaining, reset, granted = await self.charge(["rl:default:" + client],
+                                                                (*self._default_args, share.size))
+        finally:
+            share.pending = False
+        if wait:
+            return self._decision(wait, remaining, reset)
+        now = time.monotonic()
+        used_up = share.expires > now or share.size == 1  # the last share went in time
+        share.units, share.expires = granted - 1, now + SHARE_SECONDS
+        share.tat = int(now * 1_000_000) + reset
+        if used_up:
+            share.size = min(self.share_cap, share.size * 2)
+        return self._from_share(share, now)
+
+    def _from_share(self, share: Share, now: float) -> Decision:
+        """The fields as if each request had been decided alone: the share's unsent requests are still
+        the client's to send."""
+        interval = self.default.interval
+        reset = share.tat - share.units * interval - int(now * 1_000_000)
+        remaining = (self.default.span - reset) // interval
+        return Decision(True, 1, {"RateLimit-Policy": self._default_policy,
+                                  "RateLimit": f'"default";r={max(remaining, 0)};t={_seconds(max(reset, 0))}'})
+
+    def _decision(self, wait: int, remaining: int, reset: int) -> Decision:
         fields = {"RateLimit-Policy": self._default_policy,
                   "RateLimit": f'"default";r={max(remaining, 0)};t={_seconds(reset)}'}
         return Decision(wait == 0, max(1, _seconds(wait)), fields)
+
+    def _prune(self, now: float) -> None:
+        for client in [c for c, share in self.shares.items() if now >= share.expires and not share.pending]:
+            del self.shares[client]
+        if len(self.shares) >= SHARES_KEPT:
+            self.shares.clear()
 
     async def check_login(self, client: str, email: str | None) -> Decision:
         """The default policy, and the login policy per client and per email, in one decision."""

@@ -86,11 +86,15 @@ async def test_script_and_fallback_agree_and_keep_the_guarantee(script, rate):
         two = rng.random() < 0.3  # sometimes a second key under another policy, decided together
         keys = ["a"] + (["b"] if two else [])
         args = (str(now), policy.interval, policy.span) + ((other.interval, other.span) if two else ())
+        want = rng.choice([None, None, 1, 2, 5])  # sometimes a share of several at once
+        args += (want,) if want else ()
         in_redis = await script(keys=keys, args=args)
         assert in_redis == local(keys, args)
         wait = in_redis[0]
         if wait == 0:
-            admitted.append(now)
+            granted = in_redis[-1] if want else 1
+            assert 1 <= granted <= want if want else True
+            admitted += [now] * granted
     admitted_bound(policy, admitted)
     assert len(admitted) > policy.count  # the schedule did reach the limit and come back
 
@@ -110,6 +114,22 @@ async def test_the_bound_is_reached_exactly(script, where):
     assert await charge(start + 249_999) == 1  # one microsecond early: refused, and told so
     assert await charge(start + 250_000) == 0
     assert await charge(start + 250_000) == 250_000
+
+
+@pytest.mark.parametrize("where", ["redis", "local"])
+async def test_a_share_takes_what_fits_and_no_more(script, where):
+    """`want` admits up to that many at once, as many as fit, and says how many; refused, it charges nothing."""
+    policy = Policy.parse("default", "4/1s")  # T = 250 ms
+    local = gcra.LocalGcra(10)
+
+    async def charge(at: int, want: int) -> list[int]:
+        args = (str(at), policy.interval, policy.span, want)
+        return await script(keys=["k"], args=args) if where == "redis" else local(["k"], args)
+
+    assert await charge(10**9, 3) == [0, 1, 750_000, 3]
+    assert await charge(10**9, 3) == [0, 0, 1_000_000, 1]  # one fits
+    assert await charge(10**9, 3) == [250_000, 0, 1_000_000, 0]
+    assert await charge(10**9 + 500_000, 5) == [0, 0, 1_000_000, 2]
 
 
 def test_fallback_memory_is_bounded():
@@ -393,3 +413,85 @@ async def test_disabled_limiter_neither_limits_nor_shows_fields(aiohttp_client, 
         assert response.status == 200
         assert "RateLimit" not in response.headers and "RateLimit-Policy" not in response.headers
     assert client.app[LIMITER].enabled is False
+
+
+# --- shares: many requests of one client through one process ------------------------------------------
+
+async def _limiter(base_config, rate: str, servers=None):
+    """A Limiter on the test Redis (or on a server of the test's own), as ratelimit_ctx builds it."""
+    from server.breaker import Breaker
+    from server.ratelimit import Limiter
+    from server.redisbatch import ScriptBatcher
+    from server.redisdb import create_client
+    from server.resp import RespConnection
+    url = servers().url if servers else base_config.redis_url
+    config = Config(redis_url=url, rate_limit=rate)
+    client = create_client(url, 4)
+    batcher = ScriptBatcher(client, Breaker(timeout=0.5, failures=3, reset=1), RespConnection(url))
+    return Limiter(config, client, batcher), client, batcher
+
+
+async def test_a_busy_client_is_admitted_from_shares_never_past_its_quota(base_config, db):
+    """N = 300 an hour (shares of up to 3): 400 quick requests, 300 admitted; the fields count down by one
+    per request as if each were decided alone, with fewer decisions in Redis than requests."""
+    limiter, client, batcher = await _limiter(base_config, "300/1h")
+    assert limiter.share_cap == 3
+    try:
+        decisions = [await limiter.check("10.0.0.1") for _ in range(290)]
+        assert batcher.batches < 110  # shares of 1, 2, then 3: about a third of the requests went to Redis
+        decisions += [await limiter.check("10.0.0.1") for _ in range(110)]
+        admitted = [d for d in decisions if d.allowed]
+        assert 297 <= len(admitted) <= 300  # a share given up (over 100 ms) may cost up to 3
+        remaining = [int(d.fields["RateLimit"].split("r=")[1].split(";")[0]) for d in admitted]
+        assert remaining == list(range(299, 299 - len(admitted), -1))
+        assert all(not d.allowed for d in decisions[len(admitted):])  # refused ever after, each in Redis
+    finally:
+        batcher.close()
+        await client.aclose()
+
+
+async def test_concurrent_requests_of_one_client_never_pass_the_quota(base_config, db):
+    """Two limiters (two processes) and bursts of concurrent requests: at most N admitted in all."""
+    first, client1, batcher1 = await _limiter(base_config, "1000/1h")
+    second, client2, batcher2 = await _limiter(base_config, "1000/1h")
+    try:
+        results = []
+        for _ in range(30):
+            results += await asyncio.gather(*(limiter.check("10.0.0.2") for limiter in (first, second)
+                                              for _ in range(25)))
+        assert sum(d.allowed for d in results) <= 1000
+        assert sum(d.allowed for d in results) >= 1000 - 2 * 10 * 4  # shares given up: a few per limiter
+    finally:
+        for batcher, client in ((batcher1, client1), (batcher2, client2)):
+            batcher.close()
+            await client.aclose()
+
+
+async def test_ordinary_limits_are_decided_one_request_at_a_time(base_config, db):
+    limiter, client, batcher = await _limiter(base_config, "100/15m")  # the default policy
+    assert limiter.share_cap < 2
+    try:
+        for _ in range(20):
+            await limiter.check("10.0.0.3")
+        assert batcher.batches == 20 and not limiter.shares
+    finally:
+        batcher.close()
+        await client.aclose()
+
+
+async def test_an_unused_share_is_given_up_and_halved(base_config, db, monkeypatch):
+    from server import ratelimit
+    limiter, client, batcher = await _limiter(base_config, "100000/1h")
+    try:
+        for _ in range(10):
+            await limiter.check("10.0.0.4")
+        share = limiter.shares["10.0.0.4"]
+        assert share.size > 2
+        size, clock = share.size, ratelimit.time.monotonic() + 1  # later than any share lasts
+        monkeypatch.setattr(ratelimit.time, "monotonic", lambda: clock)
+        share.units = 5
+        decision = await limiter.check("10.0.0.4")
+        assert decision.allowed and limiter.shares["10.0.0.4"].size in (size // 2, size)
+    finally:
+        batcher.close()
+        await client.aclose()
