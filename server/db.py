@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
@@ -13,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from .config import Config
+from .deadlines import Deadlines
 
 QUERIES_DIR = Path(__file__).resolve().parent.parent / "sql" / "queries"
 CONFIG = web.AppKey("config", Config)
@@ -75,13 +75,14 @@ class Pool:
     def __init__(self, pool: asyncpg.Pool, acquire_timeout: float) -> None:
         self.raw = pool
         self.acquire_timeout = acquire_timeout
+        self.deadlines = Deadlines()
 
     async def _take(self) -> asyncpg.Connection:
         # The hot path skips the timer: with a free holder in asyncpg's queue nothing waits for another
         # request (a holder without a connection connects within the pool's connect timeout).
         if self.raw._queue.qsize():  # noqa: SLF001 - asyncpg exposes no cheaper "would not wait"
             return await self.raw.acquire()
-        async with asyncio.timeout(self.acquire_timeout):
+        with self.deadlines.limit(self.acquire_timeout):
             return await self.raw.acquire()
 
     @contextlib.asynccontextmanager

@@ -31,6 +31,8 @@ import asyncpg
 import orjson
 from aiohttp import web
 
+from .deadlines import Deadlines
+
 log = logging.getLogger("server.errors")
 
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -219,6 +221,7 @@ def envelope_middleware(max_in_flight: int, request_timeout: float):
     per request. Past `max_in_flight` the answer is an immediate 503 rather than a place in a queue.
     """
     in_flight = 0
+    deadlines = Deadlines()
 
     @web.middleware
     async def envelope(request: web.Request, handler):
@@ -228,7 +231,7 @@ def envelope_middleware(max_in_flight: int, request_timeout: float):
             return error_response(ServiceUnavailable("The server is overloaded"), request_id)
         in_flight += 1
         try:
-            async with asyncio.timeout(request_timeout):
+            with deadlines.limit(request_timeout):
                 response = await handler(request)
         except web.HTTPException as exc:
             if exc.status < 400:  # redirects and 304s pass through, with the id

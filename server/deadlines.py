@@ -1,0 +1,59 @@
+"""Deadlines for every request at the cost of a set entry each, rather than a timer each.
+
+`asyncio.timeout` arms a loop timer on entry and cancels it on exit: about 8 µs per request here
+(measured on the bare baseline: 69 -> 77 µs of CPU per request with one around each handler). These
+deadlines are checked by one watcher task per loop every RESOLUTION seconds instead, which is precise
+enough for bounds of a second and more; what a deadline does when it passes is what asyncio.timeout
+does: the task is cancelled, and the `with` block turns that cancellation into TimeoutError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+RESOLUTION = 0.05  # seconds between two checks: a deadline passes up to this late
+
+
+class _Limit:
+    __slots__ = ("task", "deadline", "cancelling", "fired", "owner")
+
+    def __init__(self, owner: Deadlines, seconds: float) -> None:
+        self.owner = owner
+        self.task = asyncio.current_task()
+        self.deadline = asyncio.get_running_loop().time() + seconds
+        self.fired = False
+
+    def __enter__(self) -> _Limit:
+        self.cancelling = self.task.cancelling()
+        self.owner.add(self)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.owner.entries.discard(self)
+        # As asyncio.timeout: our cancellation, and no other pending, becomes TimeoutError.
+        if self.fired and self.task.uncancel() <= self.cancelling and exc_type is asyncio.CancelledError:
+            raise TimeoutError from exc
+
+
+class Deadlines:
+    def __init__(self) -> None:
+        self.entries: set[_Limit] = set()
+        self._watcher: asyncio.Task | None = None
+
+    def limit(self, seconds: float) -> _Limit:
+        """`with deadlines.limit(s):` raises TimeoutError in the block once it has run s seconds."""
+        return _Limit(self, seconds)
+
+    def add(self, limit: _Limit) -> None:
+        self.entries.add(limit)
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.entries:  # ends when nothing has a deadline; the next one starts it again
+            await asyncio.sleep(RESOLUTION)
+            now = loop.time()
+            for limit in [e for e in self.entries if e.deadline <= now and not e.fired]:
+                limit.fired = True
+                limit.task.cancel()
