@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 import pytest
 import redis.asyncio as redis
@@ -51,8 +53,6 @@ async def test_a_lost_connection_fails_its_batch_and_the_next_one_reconnects(ser
 
 
 async def test_a_timed_out_batch_drops_the_connection(servers):
-    import os
-    import signal
     server = servers()
     connection = RespConnection(server.url)
     try:
