@@ -20,8 +20,8 @@ from .scenarios import HERE, SCENARIOS, Scenario
 from .stack import ROOT, Stack
 
 # Seconds between a login or sign-up load and the next: a tool that stops leaves up to one request per
-# connection queued for the password hash, which the service still runs (about 2 s of them at 100
-# connections); the next measurement would start against a full hash queue and get 503s.
+# connection queued for the password hash, which the service still runs; the next measurement would
+# start against a full hash queue and get 503s.
 HASH_SETTLE = 4
 
 log = logging.getLogger("perf")

@@ -119,8 +119,9 @@ class Limiter:
 
     async def check(self, client: str) -> Decision:
         """The default policy for one request of `client`: from its share when it has one, else in Redis."""
+        keys = ["rl:default:" + client]
         if self.share_cap < 2:
-            wait, remaining, reset = await self.charge(["rl:default:" + client], self._default_args)
+            wait, remaining, reset = await self.charge(keys, self._default_args)
             return self._decision(wait, remaining, reset)
         now = time.monotonic()
         share = self.shares.get(client)
@@ -134,12 +135,11 @@ class Limiter:
                 return self._from_share(share, now)
             share.units, share.size = 0, max(1, share.size // 2)  # given up: the client sent fewer
         if share.pending:  # another request of this client is fetching a share: this one goes alone
-            wait, remaining, reset, _ = await self.charge(["rl:default:" + client], (*self._default_args, 1))
+            wait, remaining, reset, _ = await self.charge(keys, (*self._default_args, 1))
             return self._decision(wait, remaining, reset)
         share.pending = True
         try:
-            wait, remaining, reset, granted = await self.charge(["rl:default:" + client],
-                                                                (*self._default_args, share.size))
+            wait, remaining, reset, granted = await self.charge(keys, (*self._default_args, share.size))
         finally:
             share.pending = False
         if wait:

@@ -32,40 +32,41 @@ async def test_replies_come_back_in_order_with_errors_as_exceptions(redis_server
         connection.close()
 
 
-async def test_a_lost_connection_fails_its_batch_and_the_next_one_reconnects(servers):
+@pytest.fixture
+async def own(servers):
+    """A Redis server of the test's own and a connection to it, closed afterwards."""
     server = servers()
     connection = RespConnection(server.url)
-    try:
-        assert await connection.send([encode("PING")]) == [b"PONG"]
-        waiting = asyncio.ensure_future(connection.send([encode("BLPOP", "resp:never", 5)]))
-        await asyncio.sleep(0.05)
-        client = redis.Redis.from_url(server.url)
-        await client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
-        await client.aclose()
-        with pytest.raises(ConnectionError):  # the batch in flight fails
-            await waiting
-        assert await connection.send([encode("PING")]) == [b"PONG"]  # the next one reconnects
-        server.stop()
-        with pytest.raises(OSError):  # refused: nothing listens
+    yield server, connection
+    connection.close()
+
+
+async def test_a_lost_connection_fails_its_batch_and_the_next_one_reconnects(own):
+    server, connection = own
+    assert await connection.send([encode("PING")]) == [b"PONG"]
+    waiting = asyncio.ensure_future(connection.send([encode("BLPOP", "resp:never", 5)]))
+    await asyncio.sleep(0.05)
+    client = redis.Redis.from_url(server.url)
+    await client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    await client.aclose()
+    with pytest.raises(ConnectionError):  # the batch in flight fails
+        await waiting
+    assert await connection.send([encode("PING")]) == [b"PONG"]  # the next one reconnects
+    server.stop()
+    with pytest.raises(OSError):  # refused: nothing listens
+        await connection.send([encode("PING")])
+
+
+async def test_a_timed_out_batch_drops_the_connection(own):
+    server, connection = own
+    assert await connection.send([encode("PING")]) == [b"PONG"]
+    os.kill(server.proc.pid, signal.SIGSTOP)  # Redis hangs
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
             await connection.send([encode("PING")])
-    finally:
-        connection.close()
-
-
-async def test_a_timed_out_batch_drops_the_connection(servers):
-    server = servers()
-    connection = RespConnection(server.url)
-    try:
-        assert await connection.send([encode("PING")]) == [b"PONG"]
-        os.kill(server.proc.pid, signal.SIGSTOP)  # Redis hangs
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.2):
-                await connection.send([encode("PING")])
-        connection.reset()
-        os.kill(server.proc.pid, signal.SIGCONT)
-        assert await connection.send([encode("SET", "resp:b", "2"), encode("GET", "resp:b")]) == [b"OK", b"2"]
-    finally:
-        connection.close()
+    connection.reset()
+    os.kill(server.proc.pid, signal.SIGCONT)
+    assert await connection.send([encode("SET", "resp:b", "2"), encode("GET", "resp:b")]) == [b"OK", b"2"]
 
 
 async def test_auth_and_database_come_from_the_url(servers):

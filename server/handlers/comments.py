@@ -14,6 +14,8 @@ from ..inputs import Query, path_id, read_json
 from ..retry import retrying
 from ..schemas import CommentCreate
 
+# insert_comment writes the comment.created event itself, with a delivery for each of these.
+_COMMENT_CONSUMERS = list(outbox.SUBSCRIPTIONS["comment.created"])
 _LISTS = {"first": Q.list_comments_first, "page": Q.list_comments_page, "after": Q.list_comments_after}
 
 
@@ -39,10 +41,9 @@ async def create_comment(request: web.Request) -> web.Response:
     post_id = path_id(request)
     body = await read_json(request, CommentCreate)
     author_id = caller(request).user_id
-    consumers = list(outbox.SUBSCRIPTIONS["comment.created"])
     try:
         row = await retrying(lambda: request.app[POOL].fetchrow(
-            Q.insert_comment, post_id, author_id, body.body, request.get(REQUEST_ID), consumers))
+            Q.insert_comment, post_id, author_id, body.body, request.get(REQUEST_ID), _COMMENT_CONSUMERS))
     except asyncpg.ForeignKeyViolationError as exc:
         if exc.constraint_name == "comments_post_id_fkey":  # no such post, or deleted meanwhile
             raise NotFound("No such post") from None
