@@ -7,6 +7,7 @@ twin decides, per process.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import time
@@ -67,14 +68,16 @@ SHARES_KEPT = 10_000  # clients with a share per process, before expired shares 
 
 
 class Share:
-    __slots__ = ("units", "expires", "tat", "size", "pending")
+    __slots__ = ("units", "expires", "tat", "size", "waiting")
 
     def __init__(self) -> None:
         self.units = 0  # requests admitted in Redis, not yet sent
         self.expires = 0.0  # monotonic seconds
         self.tat = 0  # the client's theoretical arrival time in Redis, as local monotonic µs
         self.size = 1  # the next share's `want`
-        self.pending = False  # a request of this client is fetching a share
+        # While a request of this client fetches a share, the others wait for it here (each on a future of
+        # its own, so a waiter's cancellation touches no one else); None when no fetch is in flight.
+        self.waiting: list[asyncio.Future] | None = None
 
 
 class Decision(NamedTuple):
@@ -123,34 +126,49 @@ class Limiter:
         if self.share_cap < 2:
             wait, remaining, reset = await self.charge(keys, self._default_args)
             return self._decision(wait, remaining, reset)
-        now = time.monotonic()
         share = self.shares.get(client)
         if share is None:
             if len(self.shares) >= SHARES_KEPT:
-                self._prune(now)
+                self._prune(time.monotonic())
             share = self.shares[client] = Share()
-        elif share.units:
-            if now < share.expires:
-                share.units -= 1
-                return self._from_share(share, now)
-            share.units, share.size = 0, max(1, share.size // 2)  # given up: the client sent fewer
-        if share.pending:  # another request of this client is fetching a share: this one goes alone
-            wait, remaining, reset, _ = await self.charge(keys, (*self._default_args, 1))
-            return self._decision(wait, remaining, reset)
-        share.pending = True
+        while True:
+            now = time.monotonic()
+            if share.units:
+                if now < share.expires:
+                    share.units -= 1
+                    return self._from_share(share, now)
+                share.units, share.size = 0, max(1, share.size // 2)  # given up: the client sent fewer
+            if share.waiting is None:
+                return await self._fetch(share, keys)
+            # Another request of this client is fetching a share: wait for it rather than ask Redis too.
+            # A refusal applies to this request as well; after a grant, take a unit of it (or fetch anew).
+            waiter = asyncio.get_running_loop().create_future()
+            share.waiting.append(waiter)
+            refused = await waiter
+            if refused is not None:
+                return refused
+
+    async def _fetch(self, share: Share, keys: list[str]) -> Decision:
+        """One decision in Redis for a share big enough for the requests waiting on it."""
+        share.waiting = waiting = []
+        refused = None
         try:
             wait, remaining, reset, granted = await self.charge(keys, (*self._default_args, share.size))
+            if wait:
+                refused = self._decision(wait, remaining, reset)
+                return refused
+            now = time.monotonic()
+            used_up = share.expires > now or share.size == 1  # the last share went in time
+            share.units, share.expires = granted - 1, now + SHARE_SECONDS
+            share.tat = int(now * 1_000_000) + reset
+            if used_up or len(waiting) >= share.size:
+                share.size = min(self.share_cap, max(share.size * 2, len(waiting) + 1))
+            return self._from_share(share, now)
         finally:
-            share.pending = False
-        if wait:
-            return self._decision(wait, remaining, reset)
-        now = time.monotonic()
-        used_up = share.expires > now or share.size == 1  # the last share went in time
-        share.units, share.expires = granted - 1, now + SHARE_SECONDS
-        share.tat = int(now * 1_000_000) + reset
-        if used_up:
-            share.size = min(self.share_cap, share.size * 2)
-        return self._from_share(share, now)
+            share.waiting = None
+            for waiter in waiting:
+                if not waiter.done():
+                    waiter.set_result(refused)
 
     def _from_share(self, share: Share, now: float) -> Decision:
         """The fields as if each request had been decided alone: the share's unsent requests are still
@@ -167,7 +185,7 @@ class Limiter:
         return Decision(wait == 0, max(1, _seconds(wait)), fields)
 
     def _prune(self, now: float) -> None:
-        for client in [c for c, share in self.shares.items() if now >= share.expires and not share.pending]:
+        for client in [c for c, share in self.shares.items() if now >= share.expires and share.waiting is None]:
             del self.shares[client]
         if len(self.shares) >= SHARES_KEPT:
             self.shares.clear()

@@ -30,13 +30,14 @@ class ScriptBatcher:
         self.connection = connection  # batches go here when given (server/resp.py), else through redis-py
         self._pending: list[tuple[AsyncScript, Sequence, Sequence, asyncio.Future]] = []
         self._sending: set[asyncio.Task] = set()  # strong references until each batch is done
-        self.batches = 0  # for the metrics endpoint: calls / batches is the mean batch size
+        self.calls = self.batches = 0  # calls / batches is the mean batch size
 
     def run(self, script: AsyncScript, keys: Sequence, args: Sequence) -> asyncio.Future:
         """The script's result, or RedisUnavailable; sent with every other call of this loop turn."""
         if self.breaker.blocked:  # decided now: no future, no batch, no task
             self.breaker.rejected_total += 1
             raise RedisUnavailable(f"{self.breaker.name}: circuit open")
+        self.calls += 1
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         if not self._pending:

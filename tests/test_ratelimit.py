@@ -467,6 +467,33 @@ async def test_concurrent_requests_of_one_client_never_pass_the_quota(base_confi
             await client.aclose()
 
 
+async def test_concurrent_requests_of_one_client_wait_for_one_share(base_config, db):
+    """100 requests at once (a load tool's connections from one address): a handful of decisions in Redis,
+    not one per request."""
+    limiter, client, batcher = await _limiter(base_config, "1000000/1m")
+    try:
+        for _ in range(3):
+            decisions = await asyncio.gather(*(limiter.check("10.0.0.5") for _ in range(100)))
+            assert all(d.allowed for d in decisions)
+        assert batcher.calls <= 12
+    finally:
+        batcher.close()
+        await client.aclose()
+
+
+async def test_waiters_for_a_refused_share_are_refused_with_it(base_config, db):
+    limiter, client, batcher = await _limiter(base_config, "200/1h")  # shares of up to 2
+    try:
+        decisions = await asyncio.gather(*(limiter.check("10.0.0.6") for _ in range(260)))
+        assert sum(d.allowed for d in decisions) in (198, 199, 200)
+        refused = [d for d in decisions if not d.allowed]
+        assert all(d.retry_after >= 1 and d.fields["RateLimit"].startswith('"default";r=0;') for d in refused)
+        assert batcher.calls < 200  # the refused waited for a decision instead of each asking Redis
+    finally:
+        batcher.close()
+        await client.aclose()
+
+
 async def test_ordinary_limits_are_decided_one_request_at_a_time(base_config, db):
     limiter, client, batcher = await _limiter(base_config, "100/15m")  # the default policy
     assert limiter.share_cap < 2
