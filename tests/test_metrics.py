@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
@@ -51,6 +52,29 @@ async def test_requests_are_counted_by_route_template_and_status(client):
     assert metrics[hist] == 4
     bucket = ("http_request_duration_seconds_bucket", (("le", "+Inf"), ("method", "GET"), ("route", "/api/users/{id}")))
     assert metrics[bucket] == 4
+
+
+def test_the_tally_gives_the_buckets_one_observe_at_a_time_would():
+    """Durations on bucket bounds, between them and past the last: the same series as Histogram.observe()."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from server.metrics import BUCKETS, Metrics
+    durations = [0.0, 0.0004, 0.001, 0.0010001, 0.003, 0.05, 0.05, 2.5, 9.99, 10.0, 10.5, 60.0]
+    metrics = Metrics()
+    for seconds in durations:
+        metrics.observe("GET", "/api/x", 200, seconds)
+    assert not samples(generate_latest(metrics.registry).decode()).get(
+        ("http_requests_total", (("method", "GET"), ("route", "/api/x"), ("status", "200"))))  # tallied only
+    metrics.flush()
+    registry = CollectorRegistry()
+    reference = Histogram("http_request_duration_seconds", "", ("method", "route"), registry=registry,
+                          buckets=BUCKETS)
+    for seconds in durations:
+        reference.labels("GET", "/api/x").observe(seconds)
+    ours, theirs = samples(generate_latest(metrics.registry).decode()), samples(generate_latest(registry).decode())
+    duration_series = {k: v for k, v in ours.items() if k[0].startswith("http_request_duration_seconds")}
+    assert duration_series == {k: v for k, v in theirs.items() if k[0].startswith("http_request_duration_seconds")}
+    assert count(ours, "/api/x", "200") == len(durations)
 
 
 async def test_odd_methods_share_one_label(client):
@@ -154,14 +178,19 @@ def _get(url: str) -> str:
 @pytest.mark.slow
 def test_serve_with_workers_counts_every_process(base_config, tmp_root):
     """Scenario: `serve --workers 3` on one port; a scrape lands on any process and must count them all."""
+    others = set(Path(tempfile.gettempdir()).glob("blog-api-metrics-*"))  # of services running meanwhile
     with live_server(base_config, tmp_root / "workers", WORKERS="3", ACCESS_LOG="false") as server:
         for _ in range(12):  # a new connection each: the kernel spreads them over the processes
             _get(server.url + "/api/openapi.json")
+        deadline = time.monotonic() + 5  # each process writes its tally out every second
+        while count(samples(_get(server.url + "/metrics")), "/api/openapi.json", "200") < 12:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
         for _ in range(6):
             metrics = samples(_get(server.url + "/metrics"))
             assert count(metrics, "/api/openapi.json", "200") == 12
             assert metrics[("http_requests_in_flight", ())] >= 1
             assert ("process_cpu_seconds_total", ()) not in metrics  # per-process series make no sense summed
-        folders = list(Path(tempfile.gettempdir()).glob("blog-api-metrics-*"))
+        folders = set(Path(tempfile.gettempdir()).glob("blog-api-metrics-*")) - others
         assert any(list(f.glob("counter_*.db")) for f in folders)
     assert not any(f.exists() for f in folders)  # removed when the last process ended
