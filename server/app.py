@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .cache import cache_ctx, cache_middleware
+from .admission import admission_middleware
+from .cache import cache_ctx
 from .config import Config
 from .db import CONFIG, pg_ctx
 from .errors import envelope_middleware
-from .guards import auth_middleware, keys_ctx
+from .guards import keys_ctx
 from .metrics import setup as setup_metrics
 from .observe import observe_middleware
 from .passwords import passwords_ctx
-from .ratelimit import ratelimit_ctx, ratelimit_middleware
+from .ratelimit import ratelimit_ctx
 from .redisdb import redis_ctx
 from .routes import setup_routes
 from .worker import worker_ctx
@@ -20,8 +21,7 @@ from .worker import worker_ctx
 
 def create_app(config: Config) -> web.Application:
     """The application for `config`, whose database_url and redis_url must be set. Does no I/O."""
-    middlewares = [envelope_middleware(config.max_in_flight, config.request_timeout), ratelimit_middleware,
-                   auth_middleware, cache_middleware]
+    middlewares = [envelope_middleware(config.max_in_flight, config.request_timeout), admission_middleware]
     # Request bodies reach handlers as sent; a compressed one is inflated with a bound (server/inflate.py).
     app = web.Application(middlewares=middlewares, client_max_size=config.body_limit,
                           handler_args={"auto_decompress": False})

@@ -203,9 +203,9 @@ async def invalidate(request: web.Request, *depends: str) -> None:
     await request.app[CACHE].bump(*depends)
 
 
-@web.middleware
-async def cache_middleware(request: web.Request, handler):
-    """After auth: public GETs of routes with a policy are served from the cache (or rebuilt into it)."""
+async def cached(request: web.Request, handler) -> web.StreamResponse:
+    """The handler's answer; for public GETs of routes with a policy, from the cache (or rebuilt into it).
+    Run after authorization (server/admission.py)."""
     policy = request.app[CACHE_POLICIES].get(request.match_info.route)
     if policy is None:
         return await handler(request)

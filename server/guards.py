@@ -1,4 +1,4 @@
-"""Who may call a route: the auth middleware, the guard each route declares, ownership checks."""
+"""Who may call a route: authorize() (run by server/admission.py), the guard each route declares, ownership checks."""
 
 from __future__ import annotations
 
@@ -49,9 +49,9 @@ def authenticate(request: web.Request) -> Claims | None:
         raise (TokenExpired() if exc.expired else InvalidToken()) from None
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler):
-    """Authentication before existence: a route's guard is checked before its handler loads anything."""
+def authorize(request: web.Request) -> None:
+    """Authentication before existence: a route's guard is checked before its handler loads anything
+    (server/admission.py)."""
     principal = authenticate(request)
     if principal is not None:
         request[PRINCIPAL] = principal
@@ -61,7 +61,6 @@ async def auth_middleware(request: web.Request, handler):
             raise Unauthorized()
         if guard is ADMIN and principal.role != "admin":
             raise Forbidden("This needs the admin role")
-    return await handler(request)
 
 
 def caller(request: web.Request) -> Claims | None:

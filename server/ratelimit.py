@@ -1,4 +1,4 @@
-"""Rate limiting on /api/: the policies, the limiter, its middleware and the RateLimit header fields.
+"""Rate limiting on /api/: the policies, the limiter, admit() and the RateLimit header fields.
 
 Each decision is one atomic GCRA script in Redis (gcra.py), pipelined with the other decisions of the same
 loop turn (redisbatch.py) behind the Redis breaker; while Redis is unavailable, the script's in-process
@@ -132,12 +132,8 @@ class Limiter:
                 self._prune(time.monotonic())
             share = self.shares[client] = Share()
         while True:
-            now = time.monotonic()
-            if share.units:
-                if now < share.expires:
-                    share.units -= 1
-                    return self._from_share(share, now)
-                share.units, share.size = 0, max(1, share.size // 2)  # given up: the client sent fewer
+            if decision := self._take(share):
+                return decision
             if share.waiting is None:
                 return await self._fetch(share, keys)
             # Another request of this client is fetching a share: wait for it rather than ask Redis too.
@@ -147,6 +143,22 @@ class Limiter:
             refused = await waiter
             if refused is not None:
                 return refused
+
+    def from_share(self, client: str) -> Decision | None:
+        """The decision for one request of `client` from its share, without a coroutine; None when it
+        has none left (check() then decides)."""
+        share = self.shares.get(client)
+        return self._take(share) if share is not None else None
+
+    def _take(self, share: Share) -> Decision | None:
+        """A unit of the share while it lasts; a share past its time is given up, and the next halved."""
+        if share.units:
+            now = time.monotonic()
+            if now < share.expires:
+                share.units -= 1
+                return self._from_share(share, now)
+            share.units, share.size = 0, max(1, share.size // 2)  # given up: the client sent fewer
+        return None
 
     async def _fetch(self, share: Share, keys: list[str]) -> Decision:
         """One decision in Redis for a share big enough for the requests waiting on it."""
@@ -231,30 +243,27 @@ async def _login_email(request: web.Request) -> tuple[str | None, web.HTTPExcept
     return email.strip().lower(), None
 
 
-@web.middleware
-async def ratelimit_middleware(request: web.Request, handler):
-    """Counts every /api/ request, whatever its answer, and puts the policy's fields on that answer.
+async def admit(request: web.Request) -> dict[str, str] | None:
+    """Counts one /api/ request: its RateLimit fields, or RateLimited (429). None outside /api/ or with
+    the limiter off. Run first by server/admission.py, whatever the answer will be.
 
     It runs inside the envelope middleware, which renders errors raised here or below: the fields go in
     RESPONSE_HEADERS before the handler runs, so error answers (404s, 500s, this 429) carry them too.
     """
     limiter = request.app[LIMITER]
     if not limiter.enabled or not request.path.startswith("/api/"):
-        return await handler(request)
+        return None
     client = limiter.client_ip.resolve(request.remote, request.headers)
     body_error = None
     if request.path == LOGIN_PATH and request.method == "POST":
         email, body_error = await _login_email(request)
         decision = await limiter.check_login(client, email)
     else:
-        decision = await limiter.check(client)
+        decision = limiter.from_share(client) or await limiter.check(client)
     request[RESPONSE_HEADERS] = decision.fields
     if not decision.allowed:
         limiter.refused += 1
         raise RateLimited(headers={"Retry-After": str(decision.retry_after)})
     if body_error is not None:
         raise body_error
-    response = await handler(request)
-    if not response.prepared:
-        response.headers.update(decision.fields)
-    return response
+    return decision.fields

@@ -12,12 +12,15 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from server import gcra
+from server.admission import admission_middleware
 from server.app import create_app
+from server.cache import CACHE_POLICIES
 from server.clientip import ClientIp
 from server.config import Config, ConfigError, parse_networks, parse_rate
 from server.db import CONFIG
 from server.errors import envelope_middleware
-from server.ratelimit import LIMITER, LOGIN_PATH, Policy, ratelimit_ctx, ratelimit_middleware
+from server.guards import ROUTE_GUARDS
+from server.ratelimit import LIMITER, LOGIN_PATH, Policy, ratelimit_ctx
 from server.redisdb import redis_ctx
 
 N = 10  # the default policy in these tests: 10 per hour, so one request comes back every 360 s
@@ -299,7 +302,8 @@ async def login_client(aiohttp_client, make_config, db):
     async def echo(request):
         return web.Response(body=await request.read(), content_type="application/json")
 
-    app = web.Application(middlewares=[envelope_middleware(100, 10.0), ratelimit_middleware])
+    app = web.Application(middlewares=[envelope_middleware(100, 10.0), admission_middleware])
+    app[ROUTE_GUARDS], app[CACHE_POLICIES] = {}, {}  # the route is open to anyone and not cached
     app[CONFIG] = make_config(rate_limit=f"{N}/1h", rate_limit_login="3/1h", trusted_proxies="127.0.0.1")
     app.cleanup_ctx.extend([redis_ctx, ratelimit_ctx])
     app.router.add_post(LOGIN_PATH, echo)
