@@ -40,6 +40,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--scenario", type=_scenarios, default=d.scenarios, dest="scenarios",
                      help=f"comma-separated, default all: {','.join(SCENARIOS)}")
     run.add_argument("--scale", type=lambda v: int(float(v)), default=d.scale, help="posts seeded (1e4 default, 1e6 big)")
+    run.add_argument("--scale-check", type=lambda v: int(float(v)) or None, default=d.scale_check,
+                     help="also measure every read on this many posts, each right after its --scale run, "
+                          "and judge p95 growth (make perf: 1e6; 0 skips)")
     run.add_argument("--duration", type=float, default=d.duration, help="seconds per measurement (30)")
     run.add_argument("--warmup", type=float, default=d.warmup, help="seconds of unmeasured load first (5; 0 skips)")
     run.add_argument("--connections", type=int, default=d.connections, help="concurrent connections (100)")
@@ -79,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     bad = [t for t in args.tools if t not in ("wrk", "autocannon")] + [c for c in args.caches if c not in ("on", "off")]
     if bad:
         print(f"unknown --tool or --cache value(s): {bad}", file=sys.stderr)
+        return 2
+    if args.target and args.scale_check:
+        print("--scale-check needs the runner's own stack: it cannot be used with --target", file=sys.stderr)
         return 2
     options = {k: v for k, v in vars(args).items() if k != "command"}
     options["env"] = dict(options["env"])

@@ -46,8 +46,8 @@ def dsn_of(admin_dsn: str, database: str) -> str:
     return admin_dsn.rsplit("/", 1)[0] + "/" + database
 
 
-async def prepare_database(admin_dsn: str, posts: int, seed: int) -> Seeded:
-    """The run database, copied from a cached seeded template (seeding it first when missing)."""
+async def prepare_database(admin_dsn: str, posts: int, seed: int, run_db: str = RUN_DB) -> Seeded:
+    """The run database `run_db`, copied from a cached seeded template (seeding it first when missing)."""
     name = _seed_key(posts, seed)
     plan = Plan(posts=posts, users=seeding.default_users(posts), seed=seed, until=seeding.midnight_utc())
     admin = await asyncpg.connect(admin_dsn)
@@ -66,8 +66,8 @@ async def prepare_database(admin_dsn: str, posts: int, seed: int) -> Seeded:
                 await admin.execute(f'DROP DATABASE "{old["datname"]}" WITH (FORCE)')
     finally:
         await admin.close()
-    await copy_database(admin_dsn, name)
-    run = await asyncpg.connect(dsn_of(admin_dsn, RUN_DB))
+    await copy_database(admin_dsn, name, run_db)
+    run = await asyncpg.connect(dsn_of(admin_dsn, run_db))
     try:
         tags = [r["name"] for r in await run.fetch("SELECT name FROM tags ORDER BY id")]
         users = await run.fetchval("SELECT count(*) FROM users WHERE email LIKE 'user%@example.com'")
@@ -79,13 +79,13 @@ async def prepare_database(admin_dsn: str, posts: int, seed: int) -> Seeded:
     return Seeded(posts=count, users=users, tags=tags, seed=seed, template=name, limits=limits)
 
 
-async def copy_database(admin_dsn: str, template: str) -> None:
-    """(Re)create the run database from the seeded template, so every target starts from the same rows."""
+async def copy_database(admin_dsn: str, template: str, run_db: str = RUN_DB) -> None:
+    """(Re)create a run database from the seeded template, so every target starts from the same rows."""
     admin = await asyncpg.connect(admin_dsn)
     try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {RUN_DB} WITH (FORCE)")
+        await admin.execute(f"DROP DATABASE IF EXISTS {run_db} WITH (FORCE)")
         # FILE_COPY copies the files (after a checkpoint) instead of WAL-logging every block.
-        await admin.execute(f'CREATE DATABASE {RUN_DB} TEMPLATE "{template}" STRATEGY FILE_COPY')
+        await admin.execute(f'CREATE DATABASE {run_db} TEMPLATE "{template}" STRATEGY FILE_COPY')
         # At 10^6 posts the copy is 6 GB of dirty pages: written back now, not during the first
         # measurement (the kernel's write-back and the next checkpoint would compete with it).
         await admin.execute("CHECKPOINT")

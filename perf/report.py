@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .scenarios import SCENARIOS
 
+SCALE_GROWTH = 1.5  # --scale-check: a read's p95 on the bigger data set may be at most this times the first's
 # The original design's floor, at 100 connections (login and sign-up: errors only, see `sla`).
 SLA_P95_MS, SLA_RPS, SLA_ERROR_RATE = 100.0, 1000.0, 0.001
 OPEN_LOOP_DELIVERY = 0.95  # at a fixed rate, at least this share of the offered requests must be answered
@@ -34,24 +35,50 @@ def sla(entry: dict) -> list[str]:
     return missed
 
 
-def add_ratios(entries: list[dict]) -> None:
-    """`ratio`: the service's req/s over the baseline's (closed loop) or its p99 over the baseline's (open)."""
+def _scale(entry: dict, scale: int | None) -> int | None:
+    """The entry's data set (runs before --scale-check had one scale, the run's)."""
+    return entry.get("scale", scale)
+
+
+def add_ratios(entries: list[dict], scale: int | None = None) -> None:
+    """`ratio`: the service's req/s over the baseline's (closed loop) or its p99 over the baseline's (open),
+    on the same data set."""
     base = {(e["scenario"], e["tool"], e["mode"]): e for e in entries if e["target"] == "baseline"}
     for e in entries:
         b = base.get((e["scenario"], e["tool"], e["mode"]))
         e["ratio"] = None
-        if e["target"] == "service" and b:
+        if e["target"] == "service" and b and _scale(e, scale) == _scale(b, scale):
             if e["mode"] == "closed" and b["rps"]:
                 e["ratio"] = round(e["rps"] / b["rps"], 3)
             elif e["mode"] == "open" and b["latency_ms"]["p99"]:
                 e["ratio"] = round(e["latency_ms"]["p99"] / b["latency_ms"]["p99"], 3)
 
 
-def goals(entries: list[dict]) -> list[tuple[str, bool]]:
-    """The issue's targets beyond the SLA, each with whether this run meets it (reported, not enforced)."""
+def scale_growth(entries: list[dict], scale: int | None) -> list[tuple[dict, dict, float]]:
+    """(first scale's entry, bigger scale's entry, p95 growth) for each read measured at both in this run."""
+    first = {key(e): e for e in entries if _scale(e, scale) == scale}
     out = []
     for e in entries:
+        small = first.get(key(e))
+        if _scale(e, scale) != scale and small and SCENARIOS[e["scenario"]].read and small["latency_ms"]["p95"]:
+            out.append((small, e, e["latency_ms"]["p95"] / small["latency_ms"]["p95"]))
+    return out
+
+
+def goals(entries: list[dict], scale: int | None = None) -> list[tuple[str, bool]]:
+    """The issue's targets beyond the SLA, each with whether this run meets it (reported, not enforced)."""
+    out = []
+    for small, big, growth in scale_growth(entries, scale):
+        out.append((f"{big['scenario']} {big['tool']} cache {big.get('cache')} {big['mode']} loop: p95 at "
+                    f"{_scale(big, scale):,} posts ≤ {SCALE_GROWTH:g}× p95 at {scale:,} ({_ms(small['latency_ms']['p95'])}"
+                    f" → {_ms(big['latency_ms']['p95'])} ms, ×{growth:.2f})", growth <= SCALE_GROWTH))
+    for e in entries:
         if e["target"] != "service" or not SCENARIOS[e["scenario"]].open_loop:
+            continue
+        if _scale(e, scale) != scale:  # judged above against the first scale; its errors still count
+            if e["errors"] + e["non2xx"]:
+                out.append((f"{e['scenario']} {e['tool']} cache {e.get('cache')} {e['mode']} loop at "
+                            f"{_scale(e, scale):,} posts: zero errors ({e['errors']} + {e['non2xx']} non-2xx)", False))
             continue
         where = f"{e['scenario']} {e['tool']} cache {e.get('cache')}"
         if e["mode"] == "closed" and e["ratio"] is not None and SCENARIOS[e["scenario"]].read:
@@ -70,11 +97,12 @@ def goals(entries: list[dict]) -> list[tuple[str, bool]]:
 
 def compare(old: dict, new: dict, threshold: float = 0.10) -> list[dict]:
     """Entries of both runs side by side; `regression` when req/s fell or p99 rose by more than `threshold`."""
-    before = {key(e): e for e in old["entries"]}
-    other_scale = old["meta"].get("scale") != new["meta"].get("scale")
+    old_scale, new_scale = old["meta"].get("scale"), new["meta"].get("scale")
+    before = {key(e): e for e in old["entries"] if _scale(e, old_scale) == old_scale}
+    other_scale = old_scale != new_scale
     rows = []
     for e in new["entries"]:
-        o = before.get(key(e))
+        o = before.get(key(e)) if _scale(e, new_scale) == new_scale else None
         if o is None:
             continue
         rps = (e["rps"] - o["rps"]) / o["rps"] if o["rps"] else 0.0
@@ -101,15 +129,17 @@ def markdown(report: dict, comparison: list[dict] | None = None) -> str:
     lines = [f"# perf run {meta['started']}", "",
              " · ".join(f"{k}: {meta[k]}" for k in ("scale", "workers", "connections", "duration", "rate", "commit")
                         if meta.get(k) is not None), "",
-             "| scenario | tool | target | cache | loop | req/s | p50 ms | p95 ms | p99 ms | max ms | non-2xx "
-             "| errors | ratio | SLA |",
-             "|---|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
+             "| scenario | tool | target | posts | cache | loop | req/s | p50 ms | p95 ms | p99 ms | max ms "
+             "| non-2xx | errors | ratio | SLA |",
+             "|---|---|---|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
     for e in report["entries"]:
+        scale = _scale(e, meta.get("scale"))
         loop = "closed" if e["mode"] == "closed" else f"open {e['rate']}/s"
         ratio = "" if e.get("ratio") is None else f"{e['ratio']:.2f}× {'req/s' if e['mode'] == 'closed' else 'p99'}"
         verdict = "" if e["target"] != "service" else ("ok" if not e["sla"] else "MISS: " + "; ".join(e["sla"]))
         lat = e["latency_ms"]
-        lines.append(f"| {e['scenario']} | {e['tool']} | {e['target']} | {e.get('cache') or ''} | {loop} "
+        lines.append(f"| {e['scenario']} | {e['tool']} | {e['target']} | {f'{scale:,}' if scale else ''} "
+                     f"| {e.get('cache') or ''} | {loop} "
                      f"| {e['rps']:,.0f} | {_ms(lat['p50'])} | {_ms(lat['p95'])} | {_ms(lat['p99'])} "
                      f"| {_ms(lat['max'])} | {e['non2xx']} | {e['errors']} | {ratio} | {verdict} |")
     if report.get("skipped"):
@@ -133,10 +163,11 @@ def markdown(report: dict, comparison: list[dict] | None = None) -> str:
 
 def finish(report: dict, folder: Path, old: dict | None = None, threshold: float = 0.10) -> tuple[int, list[dict]]:
     """Judge, write report.json and report.md; returns (misses, regressions)."""
-    add_ratios(report["entries"])
+    scale = report["meta"].get("scale")
+    add_ratios(report["entries"], scale)
     for e in report["entries"]:
         e["sla"] = sla(e)
-    report["goals"] = goals(report["entries"])
+    report["goals"] = goals(report["entries"], scale)
     comparison = compare(old, report, threshold) if old else None
     regressions = [r for r in comparison or [] if r["flags"]]
     report["regressions"] = [{"key": list(r["key"]), "flags": r["flags"]} for r in regressions]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +24,10 @@ from .stack import ROOT, Stack
 # connection queued for the password hash, which the service still runs; the next measurement would
 # start against a full hash queue and get 503s.
 HASH_SETTLE = 4
+# --scale-check: the second scale's run database (its service runs beside the first), and the tool that
+# measures it, closed loop (the open loop is always autocannon's).
+BIG_DB = "perf_run_big"
+SCALE_CHECK_TOOL = "autocannon"
 
 log = logging.getLogger("perf")
 
@@ -31,6 +36,7 @@ log = logging.getLogger("perf")
 class Options:
     scenarios: list[str] = field(default_factory=lambda: list(SCENARIOS))
     scale: int = 10_000
+    scale_check: int | None = None  # also measure the reads on a data set of this many posts (--scale-check)
     duration: float = 30.0
     warmup: float = 5.0
     connections: int = 100
@@ -69,52 +75,58 @@ class Run:
             self.skipped.append(entry)
         print(f"  skip {scenario.name} on {target}: {reason}", flush=True)
 
-    def measure(self, url: str, target: str, cache: str | None, scenarios: list[Scenario], data: Data) -> None:
+    def measure(self, url: str, target: str, cache: str | None, scenarios: list[Scenario], data: Data,
+                twin: tuple[str, Data] | None = None) -> None:
+        """Every scenario on `url`; with `twin` (the same service on the --scale-check database), each read
+        scenario there too, right after, so that both scales are measured under the same conditions."""
         o = self.opts
         for s in scenarios:
-            if target == "service" and (missing := prepare.missing_routes(url, s, data)):
-                self.skip(s, target, f"route not available yet: {', '.join(missing)}")
+            self.scenario(url, target, cache, s, data, self.meta["scale"], o.tools)
+            if twin is not None and s.read:
+                self.scenario(twin[0], target, cache, s, twin[1], o.scale_check, [SCALE_CHECK_TOOL])
+
+    def scenario(self, url: str, target: str, cache: str | None, s: Scenario, data: Data, scale: int,
+                 tool_names: list[str]) -> None:
+        o = self.opts
+        if target == "service" and (missing := prepare.missing_routes(url, s, data)):
+            return self.skip(s, target, f"route not available yet: {', '.join(missing)}")
+        if s.needs == "cursors" and not data.cursors:
+            return self.skip(s, target, "no cursors: GET /api/posts gave no meta.nextCursor")
+        if s.needs == "tags" and not data.tags:
+            return self.skip(s, target, "no tags in the data")
+        if s.tokens:  # minted now, so that none expires during the scenario's measurements
+            data.tokens = prepare.mint_tokens(url, data.users)
+            if not data.tokens:
+                return self.skip(s, target, "no access tokens: POST /api/auth/login did not answer 200")
+        env = data.write(self.tmp / "data", prepare.nonce())
+        if o.warmup > 0:  # fills caches, pools and prepared-statement caches before anything counts
+            try:
+                tools.run(tool_names[0], s, tools.Load(url, o.connections, o.warmup, threads=o.threads),
+                          {**env, "PERF_NONCE": prepare.nonce()})
+            except tools.ToolError as exc:
+                return self.skip(s, target, f"warm-up failed: {exc}")
+            if s.hashing:  # the warm-up's last requests are still queued for the password hash
+                time.sleep(HASH_SETTLE)
+        runs = [(tool, tools.Load(url, o.connections, o.duration, threads=o.threads)) for tool in tool_names]
+        if o.rate and s.open_loop:
+            runs.append(("autocannon", tools.Load(url, o.connections, o.duration, rate=o.rate)))
+        for tool, load in runs:
+            mode = "open" if load.rate else "closed"
+            raw = self.folder / "raw" / f"{target}-{cache or 'na'}-{s.name}-{tool}-{mode}-{scale}.txt"
+            try:
+                result = tools.run(tool, s, load, {**env, "PERF_NONCE": prepare.nonce()}, raw)
+            except tools.ToolError as exc:
+                self.skip(s, target, str(exc))
                 continue
-            if s.needs == "cursors" and not data.cursors:
-                self.skip(s, target, "no cursors: GET /api/posts gave no meta.nextCursor")
-                continue
-            if s.needs == "tags" and not data.tags:
-                self.skip(s, target, "no tags in the data")
-                continue
-            if s.tokens:  # minted now, so that none expires during the scenario's measurements
-                data.tokens = prepare.mint_tokens(url, data.users)
-                if not data.tokens:
-                    self.skip(s, target, "no access tokens: POST /api/auth/login did not answer 200")
-                    continue
-            env = data.write(self.tmp / "data", prepare.nonce())
-            if o.warmup > 0:  # fills caches, pools and prepared-statement caches before anything counts
-                try:
-                    tools.run(o.tools[0], s, tools.Load(url, o.connections, o.warmup, threads=o.threads),
-                              {**env, "PERF_NONCE": prepare.nonce()})
-                except tools.ToolError as exc:
-                    self.skip(s, target, f"warm-up failed: {exc}")
-                    continue
-                if s.hashing:  # the warm-up's last requests are still queued for the password hash
-                    time.sleep(HASH_SETTLE)
-            runs = [(tool, tools.Load(url, o.connections, o.duration, threads=o.threads)) for tool in o.tools]
-            if o.rate and s.open_loop:
-                runs.append(("autocannon", tools.Load(url, o.connections, o.duration, rate=o.rate)))
-            for tool, load in runs:
-                mode = "open" if load.rate else "closed"
-                raw = self.folder / "raw" / f"{target}-{cache or 'na'}-{s.name}-{tool}-{mode}.txt"
-                try:
-                    result = tools.run(tool, s, load, {**env, "PERF_NONCE": prepare.nonce()}, raw)
-                except tools.ToolError as exc:
-                    self.skip(s, target, str(exc))
-                    continue
-                entry = {"scenario": s.name, "target": target, "cache": cache, "mode": mode,
-                         "connections": load.connections, "rate": load.rate, **result}
-                self.entries.append(entry)
-                lat = entry["latency_ms"]
-                print(f"  {target:8} {cache or '':3} {s.name:11} {tool:10} {mode:6} {entry['rps']:>9,.0f} req/s  "
-                      f"p50 {lat['p50']:.2f}  p95 {lat['p95']:.2f}  p99 {lat['p99']:.2f} ms  "
-                      f"non-2xx {entry['non2xx']}  errors {entry['errors']}", flush=True)
-                time.sleep(HASH_SETTLE if s.hashing else 1)  # let queues drain between measurements
+            entry = {"scenario": s.name, "target": target, "scale": scale, "cache": cache, "mode": mode,
+                     "connections": load.connections, "rate": load.rate, **result}
+            self.entries.append(entry)
+            lat = entry["latency_ms"]
+            print(f"  {target:8} {scale:>8} {cache or '':3} {s.name:11} {tool:10} {mode:6} {entry['rps']:>9,.0f} req/s  "
+                  f"p50 {lat['p50']:.2f}  p95 {lat['p95']:.2f}  p99 {lat['p99']:.2f} ms  "
+                  f"non-2xx {entry['non2xx']}  errors {entry['errors']}", flush=True)
+            time.sleep(HASH_SETTLE if s.hashing else 1)  # let queues drain between measurements
+        return None
 
     def own_stack(self) -> None:
         o = self.opts
@@ -122,6 +134,10 @@ class Run:
             seeded = stack.seed(o.scale, o.seed)
             data = Data(posts=seeded.posts, users=seeded.users, tags=seeded.tags, seed=o.seed)
             self.meta.update(posts=seeded.posts, users=seeded.users, pool=list(stack.pools()))
+            big_data = None
+            if o.scale_check:
+                big = stack.seed(o.scale_check, o.seed, BIG_DB)
+                big_data = Data(posts=big.posts, users=big.users, tags=big.tags, seed=o.seed)
             selected = [SCENARIOS[n] for n in o.scenarios]
             for i, cache in enumerate(o.caches):
                 if i:
@@ -132,9 +148,18 @@ class Run:
                          # Sign-up and login queue for the hash instead of answering 503 (see README).
                          "HASH_QUEUE": str(max(32, o.connections)), **o.env}
                 print(f"service, cache {cache}, {o.workers} workers", flush=True)
-                with stack.service(extra) as url:
+                # The second scale is measured with the cache off only (when the run has it off at all): with
+                # ids drawn uniformly from 10^6 posts nearly every read misses the cache, so cache-on figures
+                # would compare hit rates, not how the queries scale.
+                check = big_data is not None and cache == ("off" if "off" in o.caches else o.caches[0])
+                with stack.service(extra) as url, \
+                        (stack.service(extra, BIG_DB) if check else contextlib.nullcontext()) as big_url:
                     data.cursors = data.cursors or prepare.harvest_cursors(url)
-                    self.measure(url, "service", cache, scenarios, data)
+                    twin = None
+                    if check:
+                        big_data.cursors = big_data.cursors or prepare.harvest_cursors(big_url)
+                        twin = (big_url, big_data)
+                    self.measure(url, "service", cache, scenarios, data, twin)
             if o.baseline:
                 print("baseline", flush=True)
                 stack.reset()
@@ -149,7 +174,8 @@ class Run:
         o = self.opts
         for tool in set(o.tools) | ({"autocannon"} if o.rate else set()):
             tools.check(tool)
-        self.meta = {"started": self.started.isoformat(timespec="seconds"), "scale": o.scale, "seed": o.seed,
+        self.meta = {"started": self.started.isoformat(timespec="seconds"), "scale": o.scale,
+                     "scale_check": o.scale_check, "seed": o.seed,
                      "workers": o.workers, "connections": o.connections, "duration": o.duration,
                      "warmup": o.warmup, "rate": o.rate, "tools": o.tools, "caches": o.caches,
                      "target": o.target or "own", "commit": _commit(), "machine": _machine()}

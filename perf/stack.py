@@ -69,8 +69,9 @@ class Stack:
         self.logs = logs  # the service's and the baseline's output, kept with the run (not committed)
         self.pg: EmbeddedPostgres | None = None
         self.redis: EmbeddedRedis | None = None
-        self.dsn = self.redis_url = ""
+        self.redis_url = ""
         self.limits = (100, 3)
+        self.templates: dict[str, str] = {}  # run database -> the seeded database it is copied from
 
     def __enter__(self) -> Stack:
         self.pg = EmbeddedPostgres(self.var_dir / "postgres")
@@ -85,15 +86,19 @@ class Stack:
         if self.pg:
             self.pg.stop()
 
-    def seed(self, posts: int, seed: int) -> Seeded:
-        seeded = uvloop.run(prepare_database(self.admin_dsn, posts, seed))
-        self.template, self.limits = seeded.template, seeded.limits
-        self.dsn = dsn_of(self.admin_dsn, RUN_DB)
+    def seed(self, posts: int, seed: int, run_db: str = RUN_DB) -> Seeded:
+        """`run_db` holds `posts` seeded posts; a second scale goes in a run database of its own."""
+        seeded = uvloop.run(prepare_database(self.admin_dsn, posts, seed, run_db))
+        self.templates[run_db], self.limits = seeded.template, seeded.limits
         return seeded
+
+    def dsn(self, run_db: str = RUN_DB) -> str:
+        return dsn_of(self.admin_dsn, run_db)
 
     def reset(self) -> None:
         """A fresh copy of the seeded rows: the writes of an earlier target do not reach the next one."""
-        uvloop.run(copy_database(self.admin_dsn, self.template))
+        for run_db, template in self.templates.items():
+            uvloop.run(copy_database(self.admin_dsn, template, run_db))
         client = redis.Redis.from_url(self.redis_url)
         try:
             client.flushall()  # cached responses and rate-limit budgets of the earlier target
@@ -105,17 +110,20 @@ class Stack:
         config = Config(workers=self.workers, **({"pg_pool_max": self.pool_max} if self.pool_max else {}))
         return pool_sizes(config, *self.limits)
 
-    def _env(self, port: int, extra: dict[str, str]) -> dict[str, str]:
+    def _env(self, port: int, extra: dict[str, str], run_db: str = RUN_DB) -> dict[str, str]:
         low, high = self.pools()
-        return {**os.environ, "DATABASE_URL": self.dsn, "REDIS_URL": self.redis_url, "HOST": "127.0.0.1",
+        # Each run database has a Redis database of its own: the cache of one scale never answers the other.
+        redis_url = self.redis_url.rsplit("/", 1)[0] + f"/{list(self.templates).index(run_db)}"
+        return {**os.environ, "DATABASE_URL": self.dsn(run_db), "REDIS_URL": redis_url, "HOST": "127.0.0.1",
                 "PORT": str(port), "LOG_LEVEL": "warning", "LOG_FORMAT": "json", "VAR_DIR": str(self.tmp_dir / "var"),
                 "PG_POOL_MIN": str(low), "PG_POOL_MAX": str(high), **extra}
 
     @contextlib.contextmanager
-    def service(self, extra: dict[str, str]) -> Iterator[str]:
-        """`python -m server serve --workers N` as in production; yields its base URL."""
+    def service(self, extra: dict[str, str], run_db: str = RUN_DB) -> Iterator[str]:
+        """`python -m server serve --workers N` as in production, on `run_db`; yields its base URL."""
         port = free_port()
-        env = self._env(port, {"RATE_LIMIT": RAISED_LIMIT, "RATE_LIMIT_LOGIN": RAISED_LIMIT, **SERVICE_ENV, **extra})
+        env = self._env(port, {"RATE_LIMIT": RAISED_LIMIT, "RATE_LIMIT_LOGIN": RAISED_LIMIT, **SERVICE_ENV, **extra},
+                        run_db)
         self.logs.mkdir(parents=True, exist_ok=True)
         with open(self.logs / f"service-{port}.log", "ab") as log_file:
             proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--workers", str(self.workers)],

@@ -67,10 +67,33 @@ def test_report_table_and_json(tmp_path):
     assert saved["entries"][0]["ratio"] == pytest.approx(10427.5 / 20000, abs=0.001)
     assert saved["entries"][1]["ratio"] is None  # no autocannon baseline in this run
     md = (tmp_path / "report.md").read_text()
-    assert "| health | wrk | service | on | closed | 10,428 | 0.44 | 4.80 | 10.6 | 22.9 | 0 | 0 | 0.52× req/s | ok |" in md
-    assert "| health | autocannon | service | on | open 200/s | 200 | 0.14 | 4.34 | 6.92 | 14.9 | 0 | 0 |  | ok |" in md
-    assert "| health | wrk | baseline |  | closed | 20,000 |" in md
+    assert "| health | wrk | service | 10,000 | on | closed | 10,428 | 0.44 | 4.80 | 10.6 | 22.9 | 0 | 0 | 0.52× req/s | ok |" in md
+    assert "| health | autocannon | service | 10,000 | on | open 200/s | 200 | 0.14 | 4.34 | 6.92 | 14.9 | 0 | 0 |  | ok |" in md
+    assert "| health | wrk | baseline | 10,000 |  | closed | 20,000 |" in md
     assert "- post on service: route not available yet" in md
+
+
+def test_a_scale_check_judges_p95_growth_of_reads_measured_at_both_scales(tmp_path):
+    """--scale-check: each read measured on the bigger data set is set against the same measurement on the
+    first; the bigger one gets no ratio to the baseline, which ran on the first data set only."""
+    small = [_entry("autocannon-health.txt", scenario="tags", cache="off", scale=10_000, p95=2.0),
+             _entry("autocannon-health-open.txt", scenario="user", cache="off", mode="open", rate=200, scale=10_000,
+                    p95=2.0),
+             _entry("autocannon-health.txt", scenario="tags", target="baseline", cache=None, scale=10_000)]
+    big = [_entry("autocannon-health.txt", scenario="tags", cache="off", scale=1_000_000, p95=2.9),
+           _entry("autocannon-health-open.txt", scenario="user", cache="off", mode="open", rate=200,
+                  scale=1_000_000, p95=3.1)]
+    body = {"meta": {"started": "2026-01-01T00:00:00+00:00", "scale": 10_000, "scale_check": 1_000_000},
+            "entries": small + big}
+    report.finish(body, tmp_path)
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["entries"][0]["ratio"] is not None and saved["entries"][3]["ratio"] is None
+    goals = dict((text.split(" (")[0], ok) for text, ok in saved["goals"])
+    assert goals["tags autocannon cache off closed loop: p95 at 1,000,000 posts ≤ 1.5× p95 at 10,000"] is True
+    assert goals["user autocannon cache off open loop: p95 at 1,000,000 posts ≤ 1.5× p95 at 10,000"] is False
+    md = (tmp_path / "report.md").read_text()
+    assert "| tags | autocannon | service | 1,000,000 | off | closed |" in md
+    assert "(2.00 → 3.10 ms, ×1.55)" in md
 
 
 @pytest.mark.parametrize("changes, scenario, missed", [
