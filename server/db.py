@@ -122,6 +122,28 @@ class Pool:
     async def fetchval(self, sql: str, *args):
         return await self._read("fetchval", sql, args)
 
+    async def write_once(self, sql: str, args: tuple, committed: str, committed_args: tuple) -> asyncpg.Record | None:
+        """A write that is one statement (its own transaction), in effect at most once even when its
+        connection is lost: the connection may have died before the statement reached the server (its
+        backend ended while idle in the pool, and the pool had not noticed yet) or after the commit but
+        before the answer. Then the lost backend is ended for certain (PostgreSQL waits for it), the
+        query `committed` returns the row the statement would have returned if it took effect, and if
+        it did not, the statement runs again once, on a fresh connection.
+        """
+        conn = await self._take()
+        pid = conn.get_server_pid()  # a lost connection leaves the pool at once, and its pid with it
+        try:
+            return await conn.fetchrow(sql, *args)
+        except _CONNECTION_LOST as exc:
+            lost = exc
+            await self.renew()
+        finally:
+            await self.raw.release(conn)
+        if not await self.fetchval(Q.backend_ended, pid):  # still running after the wait: fate unknown
+            raise lost
+        row = await self.fetchrow(committed, *committed_args)
+        return row if row is not None else await self.fetchrow(sql, *args)
+
     async def execute(self, sql: str, *args) -> str:
         conn = await self._take()
         try:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import time
 
 import asyncpg
 import pytest
@@ -82,3 +85,66 @@ async def test_reads_survive_every_connection_of_the_pool_killed_at_once(make_co
         assert await asyncio.gather(*(pool.fetchval("SELECT 1") for _ in range(8))) == [1] * 8
     finally:
         await pool.close()
+
+
+@pytest.fixture
+async def one_connection_pool(make_config, db):
+    """A pool of one connection, and a table for single-statement writes."""
+    from server.db import create_pool
+
+    await db.execute("CREATE TABLE IF NOT EXISTS write_once_probe (tag text PRIMARY KEY)")
+    await db.execute("TRUNCATE write_once_probe")
+    pool = await create_pool(make_config(pg_pool_min=1, pg_pool_max=1))
+    try:
+        yield pool
+    finally:
+        await pool.close()
+        await db.execute("DROP TABLE write_once_probe")
+
+
+_INSERT = "INSERT INTO write_once_probe (tag) VALUES ($1) RETURNING tag"
+_WRITTEN = "SELECT tag FROM write_once_probe WHERE tag = $1"
+
+
+async def _end_the_pools_backend(pool) -> None:
+    """The pool's only connection loses its server process while idle, and the event loop does not run
+    until the write: the pool cannot have noticed (SIGTERM is what pg_terminate_backend sends)."""
+    pid = await pool.fetchval("SELECT pg_backend_pid()")
+    os.kill(pid, signal.SIGTERM)
+    time.sleep(0.5)  # blocking on purpose
+
+
+async def test_a_one_statement_write_on_a_connection_that_died_idle_runs_once_on_a_new_one(one_connection_pool, db):
+    await _end_the_pools_backend(one_connection_pool)
+    row = await one_connection_pool.write_once(_INSERT, ("a",), _WRITTEN, ("a",))
+    assert row["tag"] == "a"
+    assert await db.fetchval("SELECT count(*) FROM write_once_probe") == 1
+
+
+async def test_a_one_statement_write_whose_answer_was_lost_after_it_committed_is_not_run_again(one_connection_pool, db):
+    """The statement committed, then the connection was lost before its answer came back (here: the row
+    exists already): the write answers that row; running it again would violate the primary key."""
+    await db.execute("INSERT INTO write_once_probe (tag) VALUES ('b')")
+    await _end_the_pools_backend(one_connection_pool)
+    row = await one_connection_pool.write_once(_INSERT, ("b",), _WRITTEN, ("b",))
+    assert row["tag"] == "b"
+    assert await db.fetchval("SELECT count(*) FROM write_once_probe") == 1
+
+
+async def test_a_comment_that_committed_before_its_connection_was_lost_is_answered_not_written_again(
+        one_connection_pool, db):
+    """insert_comment and comment_written together: the answer of the write that did commit, found by
+    its request id, and no second comment."""
+    from server.db import Q
+    from tests.posts_support import insert_user
+
+    user_id = await insert_user(db, "carol")
+    post_id = await db.fetchval("INSERT INTO posts (author_id, title, body) VALUES ($1, 't', 'b') RETURNING id", user_id)
+    args = (post_id, user_id, "hello", "request-1", ["stream"])
+    committed = await db.fetchrow(Q.insert_comment, *args)  # its answer never reached the API
+    await _end_the_pools_backend(one_connection_pool)
+    row = await one_connection_pool.write_once(Q.insert_comment, args, Q.comment_written,
+                                               ("request-1", post_id, user_id, "hello"))
+    assert (row["id"], row["data"]) == (committed["id"], committed["data"])
+    assert await db.fetchval("SELECT count(*) FROM comments") == 1
+    assert await db.fetchval("SELECT count(*) FROM outbox_events WHERE type = 'comment.created'") == 1

@@ -42,8 +42,10 @@ async def create_comment(request: web.Request) -> web.Response:
     body = await read_json(request, CommentCreate)
     author_id = caller(request).user_id
     try:
-        row = await retrying(lambda: request.app[POOL].fetchrow(
-            Q.insert_comment, post_id, author_id, body.body, request.get(REQUEST_ID), _COMMENT_CONSUMERS))
+        request_id = request.get(REQUEST_ID)
+        row = await retrying(lambda: request.app[POOL].write_once(
+            Q.insert_comment, (post_id, author_id, body.body, request_id, _COMMENT_CONSUMERS),
+            Q.comment_written, (request_id, post_id, author_id, body.body)))
     except asyncpg.ForeignKeyViolationError as exc:
         if exc.constraint_name == "comments_post_id_fkey":  # no such post, or deleted meanwhile
             raise NotFound("No such post") from None

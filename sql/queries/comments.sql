@@ -95,6 +95,19 @@ FROM c
 JOIN users u ON u.id = c.author_id
 CROSS JOIN e, pg_notify('outbox', '')
 
+-- name: comment_written
+-- $1 request id, $2 post, $3 author, $4 body: the comment insert_comment wrote for this request, if it
+-- committed (asked after a lost connection, server/db.py write_once); as insert_comment returns it. The
+-- request id may come from the client, so the comment must match as well. Recent events only (their index).
+SELECT c.id, api_comment(c.id, c.post_id, c.body, c.created_at, api_author(u.id, u.username, u.display_name))::text AS data
+FROM outbox_events e
+JOIN comments c ON c.id = (e.data ->> 'commentId')::bigint
+JOIN users u ON u.id = c.author_id
+WHERE e.occurred_at > now() - interval '10 minutes' AND e.type = 'comment.created' AND e.request_id = $1
+  AND c.post_id = $2 AND c.author_id = $3 AND c.body = $4
+ORDER BY c.id DESC
+LIMIT 1
+
 -- name: comment_owners
 -- Who may delete a comment: its author, its post's author (or an admin).
 SELECT c.post_id, c.author_id, p.author_id AS post_author_id
