@@ -1,4 +1,4 @@
-"""`python -m perf run | compare`: the load-test runner's command line (see perf/README.md)."""
+"""`python -m perf run | layers | compare`: the load-test runner's command line (see perf/README.md)."""
 
 from __future__ import annotations
 
@@ -64,6 +64,15 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--var", type=Path, default=d.var, help="cached PostgreSQL cluster with seeded databases")
     run.add_argument("--posts", type=int, help="with --target: highest post id to ask for")
     run.add_argument("--users", type=int, help="with --target: seeded users (user<id>@example.com)")
+    layers = commands.add_parser("layers", help="CPU per request and req/s of the service against the baseline")
+    layers.add_argument("paths", nargs="*", help="GET paths (default: a user, the tags, a post, the first list page)")
+    layers.add_argument("--scale", type=lambda v: int(float(v)), default=d.scale)
+    layers.add_argument("--workers", type=int, default=d.workers)
+    layers.add_argument("--cache", choices=("on", "off"), default="off")
+    layers.add_argument("--rounds", type=int, default=5, help="alternating samples per path (5)")
+    layers.add_argument("--seconds", type=float, default=4.0, help="seconds per sample (4)")
+    layers.add_argument("--connections", type=int, default=d.connections)
+    layers.add_argument("--var", type=Path, default=d.var)
     cmp = commands.add_parser("compare", help="print two finished runs side by side")
     cmp.add_argument("old", type=Path)
     cmp.add_argument("new", type=Path)
@@ -74,6 +83,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.command == "layers":
+        from . import layers
+        layers.run(args.paths or layers.DEFAULT_PATHS, scale=args.scale, workers=args.workers, cache=args.cache,
+                   rounds=args.rounds, seconds=args.seconds, connections=args.connections, var=args.var)
+        return 0
     if args.command == "compare":
         old, new = (json.loads((f / "report.json").read_text()) for f in (args.old, args.new))
         rows = compare(old, new, args.regression)

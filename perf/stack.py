@@ -72,6 +72,7 @@ class Stack:
         self.redis_url = ""
         self.limits = (100, 3)
         self.templates: dict[str, str] = {}  # run database -> the seeded database it is copied from
+        self._procs: dict[str, list[subprocess.Popen]] = {}  # base URL -> what serves it
 
     def __enter__(self) -> Stack:
         self.pg = EmbeddedPostgres(self.var_dir / "postgres")
@@ -118,6 +119,20 @@ class Stack:
                 "PORT": str(port), "LOG_LEVEL": "warning", "LOG_FORMAT": "json", "VAR_DIR": str(self.tmp_dir / "var"),
                 "PG_POOL_MIN": str(low), "PG_POOL_MAX": str(high), **extra}
 
+    def _procs_at(self, port: int, procs: list[subprocess.Popen]) -> str:
+        url = f"http://127.0.0.1:{port}"
+        self._procs[url] = procs
+        return url
+
+    def serving_pids(self, url: str) -> list[int]:
+        """The processes that answer `url`: the service's API processes (its supervisor's children), or
+        the baseline's processes."""
+        pids = []
+        for proc in self._procs[url]:
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+            pids += [int(c) for c in children] or [proc.pid]
+        return pids
+
     @contextlib.contextmanager
     def service(self, extra: dict[str, str], run_db: str = RUN_DB) -> Iterator[str]:
         """`python -m server serve --workers N` as in production, on `run_db`; yields its base URL."""
@@ -128,10 +143,12 @@ class Stack:
         with open(self.logs / f"service-{port}.log", "ab") as log_file:
             proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--workers", str(self.workers)],
                                     cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        url = self._procs_at(port, [proc])
         try:
-            wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
-            yield f"http://127.0.0.1:{port}"
+            wait_ready(f"{url}/readyz", proc)
+            yield url
         finally:
+            self._procs.pop(url, None)
             if stop(proc) != 0:
                 log.warning("the service exited with %s (log: %s)", proc.returncode, log_file.name)
 
@@ -144,11 +161,13 @@ class Stack:
         with open(self.logs / f"baseline-{port}.log", "ab") as log_file:
             procs = [subprocess.Popen([sys.executable, "-m", "perf.baseline"], cwd=ROOT, env=env, stdout=log_file,
                                       stderr=subprocess.STDOUT) for _ in range(self.workers)]
+        url = self._procs_at(port, procs)
         try:
-            wait_ready(f"http://127.0.0.1:{port}/_baseline", procs[0])
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_baseline", timeout=5) as response:
+            wait_ready(f"{url}/_baseline", procs[0])
+            with urllib.request.urlopen(f"{url}/_baseline", timeout=5) as response:
                 served = json.loads(response.read())
-            yield f"http://127.0.0.1:{port}", served
+            yield url, served
         finally:
+            self._procs.pop(url, None)
             for proc in procs:
                 stop(proc)

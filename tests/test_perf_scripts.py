@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import time
 from collections import Counter
 
 import pytest
@@ -114,3 +115,22 @@ async def test_mixed_is_nine_tenths_reads_and_one_tenth_authenticated_writes(aio
 async def test_the_open_loop_offers_the_asked_rate(aiohttp_server, script_env):
     seen, figures = await _drive(aiohttp_server, "autocannon", "post", script_env, rate=200)
     assert 140 <= figures["requests"] <= 260 and figures["rps"] == pytest.approx(200, rel=0.3)
+
+
+async def test_layers_samples_req_per_s_and_the_cpu_each_request_cost_the_server(aiohttp_server):
+    """`python -m perf layers` reads the serving processes' CPU from /proc around a wrk run: here the server
+    is this process, and a handler that burns 2 ms of CPU per request must show up as at least that."""
+    from perf import layers
+
+    async def busy(request: web.Request) -> web.Response:
+        end = time.process_time() + 0.002
+        while time.process_time() < end:
+            pass
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/busy", busy)
+    server = await aiohttp_server(app)
+    got = await asyncio.to_thread(layers.sample, f"http://127.0.0.1:{server.port}/busy", [os.getpid()], 1, 2)
+    assert 0 < got.rps < 600  # 2 ms each, one at a time on this loop
+    assert got.user_us + got.system_us >= 2000
