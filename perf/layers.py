@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -68,6 +69,15 @@ def run(paths: list[str], *, scale: int, workers: int, cache: str, rounds: int, 
         connections: int, var: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="perf-layers-"))
     tmp.chmod(0o755)  # the embedded PostgreSQL's user must reach it
+    try:
+        _run(paths, tmp, scale=scale, workers=workers, cache=cache, rounds=rounds, seconds=seconds,
+             connections=connections, var=var)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run(paths: list[str], tmp: Path, *, scale: int, workers: int, cache: str, rounds: int, seconds: float,
+         connections: int, var: Path) -> None:
     with Stack(var, tmp, workers, None, logs=tmp / "logs") as stack:
         stack.seed(scale, 1)
         with stack.service({"CACHE_ENABLED": "true" if cache == "on" else "false"}) as url, \
