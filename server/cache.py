@@ -188,7 +188,6 @@ def with_etag(request: web.Request, response: web.Response) -> web.Response:
 
 
 CACHE = web.AppKey("cache", Cache)
-CACHE_POLICIES = web.AppKey("cache_policies", dict)
 
 
 async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -203,13 +202,8 @@ async def invalidate(request: web.Request, *depends: str) -> None:
     await request.app[CACHE].bump(*depends)
 
 
-async def cached(request: web.Request, handler) -> web.StreamResponse:
-    """The handler's answer; for public GETs of routes with a policy, from the cache (or rebuilt into it).
-    Run after authorization (server/admission.py)."""
-    policy = request.app[CACHE_POLICIES].get(request.match_info.route)
-    if policy is None:
-        return await handler(request)
+def serving_cache(request: web.Request, policy: Policy) -> Cache | None:
+    """The cache when it serves this request of a route with a policy: on, and not an answer for one caller
+    only (those get with_etag instead). Run after authorization (server/pipeline.py)."""
     cache = request.app[CACHE]
-    if not cache.enabled or policy.personal(request):
-        return with_etag(request, await handler(request))
-    return await cache.get(request, policy, handler)
+    return cache if cache.enabled and not policy.personal(request) else None

@@ -17,10 +17,10 @@ RESOLUTION = 0.05  # seconds between two checks: a deadline passes up to this la
 class _Limit:
     __slots__ = ("task", "deadline", "cancelling", "fired", "owner")
 
-    def __init__(self, owner: Deadlines, seconds: float) -> None:
+    def __init__(self, owner: Deadlines, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
         self.owner = owner
-        self.task = asyncio.current_task()
-        self.deadline = asyncio.get_running_loop().time() + seconds
+        self.task = asyncio.current_task(loop)
+        self.deadline = loop.time() + seconds
         self.fired = False
 
     def __enter__(self) -> _Limit:
@@ -39,15 +39,21 @@ class Deadlines:
     def __init__(self) -> None:
         self.entries: set[_Limit] = set()
         self._watcher: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def limit(self, seconds: float) -> _Limit:
         """`with deadlines.limit(s):` raises TimeoutError in the block once it has run s seconds."""
-        return _Limit(self, seconds)
+        # The loop is kept: on Python 3.11 each asyncio.get_running_loop() (current_task() without a loop
+        # too) is a getpid() system call.
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            loop = self._loop = asyncio.get_running_loop()
+        return _Limit(self, loop, seconds)
 
     def add(self, limit: _Limit) -> None:
         self.entries.add(limit)
         if self._watcher is None or self._watcher.done():
-            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+            self._watcher = limit.task.get_loop().create_task(self._watch())
 
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()

@@ -31,7 +31,6 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from .deadlines import Deadlines
 
 log = logging.getLogger("server.errors")
 
@@ -213,46 +212,13 @@ def request_id_of(request: web.Request) -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
-def envelope_middleware(max_in_flight: int, request_timeout: float):
-    """The outermost layer: the request's id, the bound on requests in flight and on their duration, and
-    the envelope for every failure.
-
-    One middleware rather than three: they are needed together, and each layer costs a coroutine frame
-    per request. Past `max_in_flight` the answer is an immediate 503 rather than a place in a queue.
-    """
-    in_flight = 0
-    deadlines = Deadlines()
-
-    @web.middleware
-    async def envelope(request: web.Request, handler):
-        nonlocal in_flight
-        request_id = request[REQUEST_ID] = request_id_of(request)
-        if in_flight >= max_in_flight:
-            return error_response(ServiceUnavailable("The server is overloaded"), request_id)
-        in_flight += 1
-        try:
-            with deadlines.limit(request_timeout):
-                response = await handler(request)
-        except web.HTTPException as exc:
-            if exc.status < 400:  # redirects and 304s pass through, with the id
-                exc.headers["X-Request-Id"] = request_id
-                exc.headers.update(request.get(RESPONSE_HEADERS, {}))
-                raise
-            return error_response(from_exception(exc), request_id, request.get(RESPONSE_HEADERS))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - this is the one place that answers every failure
-            error = from_exception(exc)
-            if isinstance(error, InternalError):
-                log.exception("unhandled error on %s %s", request.method, request.path,
-                              extra={"request_id": request_id})
-            elif isinstance(error, ServiceUnavailable) and not isinstance(exc, ApiError):
-                log.warning("dependency unavailable on %s %s: %s", request.method, request.path,
-                            type(exc).__name__, extra={"request_id": request_id})
-            return error_response(error, request_id, request.get(RESPONSE_HEADERS))
-        finally:
-            in_flight -= 1
-        response.headers["X-Request-Id"] = request_id
-        return response
-
-    return envelope
+def failure_response(request: web.Request, exc: Exception, request_id: str) -> web.Response:
+    """The envelope for anything raised while answering (server/pipeline.py), with the header fields an
+    inner layer set for every answer. Unexpected errors are logged with their traceback, outages as one line."""
+    error = from_exception(exc)
+    if isinstance(error, InternalError):
+        log.exception("unhandled error on %s %s", request.method, request.path, extra={"request_id": request_id})
+    elif isinstance(error, ServiceUnavailable) and not isinstance(exc, (ApiError, web.HTTPException)):
+        log.warning("dependency unavailable on %s %s: %s", request.method, request.path, type(exc).__name__,
+                    extra={"request_id": request_id})
+    return error_response(error, request_id, request.get(RESPONSE_HEADERS))

@@ -1,4 +1,4 @@
-"""Who may call a route: authorize() (run by server/admission.py), the guard each route declares, ownership checks."""
+"""Who may call a route: authorize() (run by server/pipeline.py), the guard each route declares, ownership checks."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from .db import CONFIG
 from .errors import Forbidden, InvalidToken, TokenExpired, Unauthorized
 from .tokens import Claims, KeySet, TokenError, load_keyset, verify_access_token
 
-ROUTE_GUARDS = web.AppKey("route_guards", dict)
 KEYS = web.AppKey("keys", KeySet)
 PRINCIPAL = web.RequestKey("principal", Claims)
 
@@ -49,13 +48,12 @@ def authenticate(request: web.Request) -> Claims | None:
         raise (TokenExpired() if exc.expired else InvalidToken()) from None
 
 
-def authorize(request: web.Request) -> None:
+def authorize(request: web.Request, guard: Guard) -> None:
     """Authentication before existence: a route's guard is checked before its handler loads anything
-    (server/admission.py)."""
+    (server/pipeline.py). Any Authorization given is checked, whatever the guard."""
     principal = authenticate(request)
     if principal is not None:
         request[PRINCIPAL] = principal
-    guard = request.app[ROUTE_GUARDS].get(request.match_info.route, ANYONE)
     if guard is not ANYONE:
         if principal is None:
             raise Unauthorized()

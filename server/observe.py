@@ -1,18 +1,13 @@
-"""The outermost middleware: metrics, the access log line, CORS and the response headers of a JSON API.
-
-One middleware rather than several: each layer costs a coroutine frame per request, and all of these
-need the same two facts, the final status and the time taken. It sits outside the envelope middleware,
-so it sees every answer as the client does, errors rendered and 304s included.
+"""What every answer gets on its way out: CORS and the response headers of a JSON API, the metrics
+tally and the access log line. Called by server/pipeline.py outside the envelope, so it sees every
+answer as the client does, errors rendered and 304s included.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 
 from aiohttp import web
-from aiohttp.web_urldispatcher import MatchInfoError
 
 from .config import Config
 from .errors import REQUEST_ID, request_id_of
@@ -29,12 +24,6 @@ CORS_HEADERS = "Authorization, Content-Type, If-None-Match, X-Request-Id"
 CORS_EXPOSE = "ETag, Location, RateLimit, RateLimit-Policy, Retry-After, X-Request-Id"
 CORS_MAX_AGE = "600"  # seconds a browser may reuse a preflight answer
 CLIENT_GONE = 499  # nginx's status for a request whose client went away before the answer
-
-
-def _route(request: web.Request) -> str:
-    """The route template (`/api/users/{id}`), never the raw path; `unmatched` when no route matched."""
-    resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else "unmatched"
 
 
 def _client_ip(request: web.Request) -> str | None:
@@ -59,16 +48,13 @@ class Observer:
         return "*" if self.any_origin else (origin if origin in self.origins else None)
 
     def preflight(self, request: web.Request) -> web.Response | None:
-        """The answer to a CORS preflight from an allowed origin to a path that has routes; else None."""
+        """The answer to a CORS preflight from an allowed origin; else None. Asked only for paths with routes."""
         if "Access-Control-Request-Method" not in request.headers:
-            return None
-        match = request.match_info
-        if isinstance(match, MatchInfoError) and match.http_exception.status == 404:
             return None
         origin = self._allowed_origin(request)
         if origin is None:
             return None
-        # Answered before the envelope middleware runs, so the request id is given here.
+        # Answered before the rest of the request's path (server/pipeline.py), so the request id is given here.
         request_id = request[REQUEST_ID] = request_id_of(request)
         return web.Response(status=204, headers={
             "X-Request-Id": request_id, "Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": CORS_METHODS,
@@ -91,8 +77,8 @@ class Observer:
                 headers["Access-Control-Allow-Origin"] = origin
                 headers["Access-Control-Expose-Headers"] = CORS_EXPOSE
 
-    def record(self, request: web.Request, status: int, seconds: float) -> None:
-        route = _route(request)
+    def record(self, request: web.Request, route: str, status: int, seconds: float) -> None:
+        """`route` is the template (`/api/users/{id}`), never the raw path."""
         if self.metrics is not None:
             self.metrics.observe(request.method, route, status, seconds)
         if self.access_log and access_log.isEnabledFor(logging.INFO):
@@ -103,35 +89,3 @@ class Observer:
                 "request_id": request.get(REQUEST_ID), "method": request.method, "route": route,
                 "path": request.path, "status": status, "duration_ms": ms,
                 "user_id": getattr(principal, "user_id", None), "client_ip": _client_ip(request)})
-
-
-def observe_middleware(config: Config, app: web.Application):
-    observer = Observer(config, app)
-    metrics = observer.metrics
-
-    @web.middleware
-    async def observe(request: web.Request, handler):
-        start = time.perf_counter()
-        status = 500
-        if metrics is not None:
-            metrics.in_flight += 1
-        try:
-            response = observer.preflight(request) if observer.cors and request.method == "OPTIONS" else None
-            if response is None:
-                response = await handler(request)
-            status = response.status
-            observer.decorate(request, response.headers)
-            return response
-        except web.HTTPException as exc:  # a 304 or redirect that the envelope let through
-            status = exc.status
-            observer.decorate(request, exc.headers)
-            raise
-        except asyncio.CancelledError:
-            status = CLIENT_GONE
-            raise
-        finally:
-            if metrics is not None:
-                metrics.in_flight -= 1
-            observer.record(request, status, time.perf_counter() - start)
-
-    return observe

@@ -245,10 +245,10 @@ async def _login_email(request: web.Request) -> tuple[str | None, web.HTTPExcept
 
 async def admit(request: web.Request) -> dict[str, str] | None:
     """Counts one /api/ request: its RateLimit fields, or RateLimited (429). None outside /api/ or with
-    the limiter off. Run first by server/admission.py, whatever the answer will be.
+    the limiter off. Run first by server/pipeline.py, whatever the answer will be.
 
-    It runs inside the envelope middleware, which renders errors raised here or below: the fields go in
-    RESPONSE_HEADERS before the handler runs, so error answers (404s, 500s, this 429) carry them too.
+    The pipeline renders errors raised here or later: the fields go in RESPONSE_HEADERS before the
+    handler runs, so error answers (404s, 500s, this 429) carry them too.
     """
     limiter = request.app[LIMITER]
     if not limiter.enabled or not request.path.startswith("/api/"):

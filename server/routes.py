@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .cache import CACHE_POLICIES, Policy
-from .guards import ADMIN, ANYONE, OWNER, ROUTE_GUARDS, USER, is_self_or_admin
+from .cache import Policy
+from .errors import MethodNotAllowed, NotFound
+from .guards import ADMIN, ANYONE, OWNER, USER, Guard, is_self_or_admin
 from .handlers import admin, auth, comments, events, health, ops, posts, tags, users
+from .pipeline import PIPELINE, UNMATCHED, Pipeline
 
 ID = r"{id:[1-9][0-9]{0,18}}"  # positive integers only; anything else matches no route (404)
 
@@ -68,12 +70,32 @@ CACHED = {
 }
 
 
-def setup_routes(app: web.Application) -> None:
-    guards, policies = {}, {}
-    for method, path, handler, guard in ROUTES:
-        route = app.router.add_route(method, path, handler)
-        guards[route] = guard
-        if handler in CACHED:
-            policies[route] = CACHED[handler]
-    app[ROUTE_GUARDS] = guards
-    app[CACHE_POLICIES] = policies
+async def _no_route(request: web.Request) -> web.StreamResponse:
+    raise NotFound("No such route")
+
+
+def _no_method(allowed: list[str]):
+    async def no_method(request: web.Request) -> web.StreamResponse:
+        raise MethodNotAllowed(headers={"Allow": ", ".join(sorted(allowed))})
+    return no_method
+
+
+def add_route(app: web.Application, method: str, path: str, handler, guard: Guard = ANYONE,
+              policy: Policy | None = None) -> web.Resource:
+    """One route behind the app's pipeline (tests add their stand-in routes with it too)."""
+    resource = app.router.add_resource(path)  # the path's resource, shared by its methods
+    resource.add_route(method, app[PIPELINE].wrap(handler, resource.canonical, guard, policy))
+    return resource
+
+
+def setup_routes(app: web.Application, pipeline: Pipeline, routes=ROUTES) -> None:
+    """Every route behind the pipeline; then, per path, its other methods (405 with Allow), and last every
+    other path (404), so that no request reaches aiohttp's own plain-text answers."""
+    app[PIPELINE] = pipeline
+    methods: dict[web.Resource, list[str]] = {}
+    for method, path, handler, guard in routes:
+        resource = add_route(app, method, path, handler, guard, CACHED.get(handler))
+        methods.setdefault(resource, []).append(method)
+    for resource, allowed in methods.items():
+        resource.add_route("*", pipeline.wrap(_no_method(allowed), UNMATCHED))
+    app.router.add_route("*", r"/{path:[\s\S]*}", pipeline.wrap(_no_route, UNMATCHED, preflight=False))

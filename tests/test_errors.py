@@ -10,6 +10,7 @@ from aiohttp import web
 
 from server.app import create_app
 from server.errors import ServiceUnavailable, from_exception
+from server.routes import add_route
 
 
 async def test_request_id_is_echoed_when_safe(client):
@@ -39,12 +40,29 @@ async def test_wrong_method_is_405_with_allow(client):
     assert (await response.json())["error"]["code"] == "METHOD_NOT_ALLOWED"
 
 
+@pytest.mark.parametrize("path", ["/api/%0A", "/%0D%0Ax", "/api/posts/0", "/api/posts/1/", "//", "/", "/api/tags%00"])
+async def test_every_path_without_a_route_gets_the_envelope(client, path):
+    """Routing's own answers are plain text; no path, control characters included, reaches them."""
+    response = await client.get(path)
+    assert response.status == 404 and response.content_type == "application/json"
+    assert (await response.json())["error"]["code"] == "NOT_FOUND"
+    assert response.headers["Server"] == "blog-api" and len(response.headers["X-Request-Id"]) == 32
+
+
+async def test_methods_a_path_lacks_get_405_in_the_envelope_head_and_options_included(client):
+    head = await client.head("/api/tags")
+    assert head.status == 405 and head.headers["Allow"] == "GET" and "X-Request-Id" in head.headers
+    options = await client.options("/api/posts/1")  # not a CORS preflight
+    assert options.status == 405 and set(options.headers["Allow"].split(", ")) == {"DELETE", "GET", "PATCH"}
+    assert (await options.json())["error"]["code"] == "METHOD_NOT_ALLOWED"
+
+
 async def test_unexpected_exception_is_a_bare_500_with_a_logged_traceback(aiohttp_client, config, db, caplog):
     async def boom(request):
         raise RuntimeError("secret internal detail from SELECT * FROM users")
 
     app = create_app(config)
-    app.router.add_get("/boom", boom)
+    add_route(app, "GET", "/boom", boom)
     client = await aiohttp_client(app)
     with caplog.at_level(logging.ERROR, logger="server.errors"):
         response = await client.get("/boom", headers={"X-Request-Id": "trace-me"})

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from server.app import create_app
 from server.db import POOL, Q
+from server.routes import add_route
 from tests.conftest import sign_up
 
 
@@ -18,7 +19,7 @@ def _app_with_slow_route(config, seconds: float):
         return web.json_response({"slept": seconds})
 
     app = create_app(config)
-    app.router.add_get("/slow", slow)
+    add_route(app, "GET", "/slow", slow)
     return app
 
 
@@ -59,7 +60,7 @@ async def test_statement_timeout_is_a_503_not_a_500(aiohttp_client, make_config,
         return web.json_response({})
 
     app = create_app(make_config(pg_statement_timeout=0.1))
-    app.router.add_get("/long", long_query)
+    add_route(app, "GET", "/long", long_query)
     client = await aiohttp_client(app)
     response = await client.get("/long")
     assert response.status == 503

@@ -12,16 +12,15 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from server import gcra
-from server.admission import admission_middleware
 from server.app import create_app
-from server.cache import CACHE_POLICIES
 from server.clientip import ClientIp
 from server.config import Config, ConfigError, parse_networks, parse_rate
 from server.db import CONFIG
-from server.errors import envelope_middleware
-from server.guards import ROUTE_GUARDS
+from server.guards import ANYONE
+from server.pipeline import Pipeline
 from server.ratelimit import LIMITER, LOGIN_PATH, Policy, ratelimit_ctx
 from server.redisdb import redis_ctx
+from server.routes import add_route, setup_routes
 
 N = 10  # the default policy in these tests: 10 per hour, so one request comes back every 360 s
 
@@ -33,7 +32,7 @@ async def ping(request: web.Request) -> web.Response:
 def limited_app(config: Config) -> web.Application:
     """The real app, plus an anonymous /api/ route that answers 200 without touching the database."""
     app = create_app(config)
-    app.router.add_get("/api/ping", ping)
+    add_route(app, "GET", "/api/ping", ping)
     return app
 
 
@@ -228,7 +227,7 @@ async def _boom(request):
 async def test_every_api_answer_carries_the_fields_and_counts(aiohttp_client, make_config, db, method, path,
                                                               kwargs, status):
     app = limited_app(make_config(rate_limit=f"{N}/1h", body_limit=1024))
-    app.router.add_get("/api/boom", _boom)
+    add_route(app, "GET", "/api/boom", _boom)
     client = await aiohttp_client(app)
     for i in range(2):
         response = await client.request(method, path, **kwargs)
@@ -297,16 +296,17 @@ def test_client_address_resolution(trusted, peer, chain, client):
 
 @pytest.fixture
 async def login_client(aiohttp_client, make_config, db):
-    """The limiter in front of a stand-in login handler that reads the body the middleware read first
+    """The limiter in front of a stand-in login handler that reads the body the limiter read first
     (a stand-in, so this does not depend on the auth handler's answers)."""
     async def echo(request):
         return web.Response(body=await request.read(), content_type="application/json")
 
-    app = web.Application(middlewares=[envelope_middleware(100, 10.0), admission_middleware])
-    app[ROUTE_GUARDS], app[CACHE_POLICIES] = {}, {}  # the route is open to anyone and not cached
-    app[CONFIG] = make_config(rate_limit=f"{N}/1h", rate_limit_login="3/1h", trusted_proxies="127.0.0.1")
+    config = make_config(rate_limit=f"{N}/1h", rate_limit_login="3/1h", trusted_proxies="127.0.0.1",
+                         metrics_enabled=False)
+    app = web.Application()
+    app[CONFIG] = config
     app.cleanup_ctx.extend([redis_ctx, ratelimit_ctx])
-    app.router.add_post(LOGIN_PATH, echo)
+    setup_routes(app, Pipeline(config, app), [("POST", LOGIN_PATH, echo, ANYONE)])  # not cached
     return await aiohttp_client(app)
 
 
