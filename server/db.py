@@ -69,7 +69,7 @@ class Pool:
     """asyncpg's pool with a bounded wait for a connection and one retry of reads on a lost connection.
 
     asyncpg's own `pool.fetchrow` waits for a free connection for ever; here the wait ends after
-    `acquire_timeout` with TimeoutError, which the error middleware answers with a fast 503.
+    `acquire_timeout` with TimeoutError, which the envelope answers with a fast 503.
     """
 
     def __init__(self, pool: asyncpg.Pool, acquire_timeout: float) -> None:

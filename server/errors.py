@@ -1,4 +1,4 @@
-"""The error hierarchy, error_body() and the middleware that turns every failure into the envelope.
+"""The error hierarchy, error_body(), and the envelope that every failure becomes (failure_response).
 
 ApiError
 ├── ValidationError        400 VALIDATION_ERROR, with per-field details

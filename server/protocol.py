@@ -102,15 +102,16 @@ class Connection(RequestHandler):
                 f"The request body did not arrive within {manager.limits.body_timeout:g} s"))
             body.feed_eof()  # so that nothing lingers to read the rest after the answer
 
-    async def finish_response(self, request, resp, start_time):
+    def finish_response(self, request, resp, start_time):
+        """aiohttp's coroutine, returned for its caller to await (no frame of our own per request)."""
         if self._close or (self._manager is not None and self._manager.draining):
             resp.force_close()  # says so to the client, which reconnects (elsewhere) for its next request
-        return await super().finish_response(request, resp, start_time)
+        return super().finish_response(request, resp, start_time)
 
     def handle_error(self, request, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
-        """Answers what never reached the middlewares: an unparsable request (400), or a failure that
-        escaped them (500, which the envelope makes impossible short of a bug)."""
+        """Answers what never reached the request path (server/pipeline.py): an unparsable request (400), or
+        a failure that escaped it (500, which the envelope makes impossible short of a bug)."""
         if request.writer.output_size > 0:
             raise ConnectionError("Response is sent already, cannot send another response with the error message")
         if status == 400:
@@ -119,7 +120,7 @@ class Connection(RequestHandler):
         elif status == 504:
             error = ServiceUnavailable("The request took too long")
         else:
-            log.error("error outside the middlewares", exc_info=exc)
+            log.error("error outside the request path", exc_info=exc)
             error = InternalError()
         response = error_response(error, uuid.uuid4().hex)
         response.force_close()
