@@ -96,6 +96,24 @@ def test_a_scale_check_judges_p95_growth_of_reads_measured_at_both_scales(tmp_pa
     assert "(2.00 → 3.10 ms, ×1.55)" in md
 
 
+def test_the_issue_reads_are_judged_against_085_and_the_probes_only_shown(tmp_path):
+    """Cache off, closed loop: each of the issue's reads needs 0.85× the baseline's req/s; `health` and
+    `user` (probes of the fixed cost) have their ratio listed without a verdict."""
+    entries = []
+    for scenario, rps in (("tags", 8400.0), ("post", 8600.0), ("health", 7000.0), ("user", 7900.0)):
+        entries += [_entry("wrk-health.txt", scenario=scenario, cache="off", rps=rps),
+                    _entry("wrk-health.txt", scenario=scenario, target="baseline", cache=None, rps=10000.0)]
+    body = {"meta": {"started": "2026-01-01T00:00:00+00:00", "scale": 10_000}, "entries": entries}
+    report.finish(body, tmp_path)
+    goals = dict(json.loads((tmp_path / "report.json").read_text())["goals"])
+    assert goals["tags wrk cache off: ≥ 0.85× baseline req/s (0.84×)"] is False
+    assert goals["post wrk cache off: ≥ 0.85× baseline req/s (0.86×)"] is True
+    probes = [text for text, ok in goals.items() if ok is None]
+    assert [p.split(":")[0] for p in probes] == ["health wrk cache off", "user wrk cache off"]
+    md = (tmp_path / "report.md").read_text()
+    assert "- [ ] tags wrk cache off" in md and "- health wrk cache off: 0.70× baseline req/s (a probe" in md
+
+
 @pytest.mark.parametrize("changes, scenario, missed", [
     ({}, "health", []),
     ({"p95": 120.0}, "health", ["p95 120.0 ms ≥ 100 ms"]),
