@@ -1,4 +1,4 @@
-"""The bare baseline: the service's stack and named queries on the same paths, with no middleware at all.
+"""The bare baseline: the service's stack and named queries on the same paths, with nothing around them.
 
 aiohttp on uvloop, the service's own pool (server.db.create_pool: same size, same settings) and the same
 named statements with the same parameters as the handlers, answering the same bytes; but no request id,
