@@ -32,6 +32,13 @@ SCALE_CHECK_TOOL = "autocannon"
 log = logging.getLogger("perf")
 
 
+@dataclass(frozen=True)
+class Target:
+    url: str
+    name: str  # service | baseline
+    cache: str | None  # on | off for the service
+
+
 @dataclass
 class Options:
     scenarios: list[str] = field(default_factory=lambda: list(SCENARIOS))
@@ -76,57 +83,73 @@ class Run:
         print(f"  skip {scenario.name} on {target}: {reason}", flush=True)
 
     def measure(self, url: str, target: str, cache: str | None, scenarios: list[Scenario], data: Data,
-                twin: tuple[str, Data] | None = None) -> None:
-        """Every scenario on `url`; with `twin` (the same service on the --scale-check database), each read
-        scenario there too, right after, so that both scales are measured under the same conditions."""
+                twin: tuple[str, Data] | None = None, beside: tuple[str, set[str]] | None = None) -> None:
+        """Every scenario on `url`. With `beside` (the baseline's URL and the scenarios it serves), each of
+        those is measured on the baseline too, tool by tool, each right after the same measurement on the
+        service: a ratio then compares two measurements a minute apart, not an hour apart on a machine
+        whose load drifts. With `twin` (the same service on the --scale-check database), each read is
+        measured there too, right after, so that both scales are measured under the same conditions."""
         o = self.opts
         for s in scenarios:
-            self.scenario(url, target, cache, s, data, self.meta["scale"], o.tools)
+            targets = [Target(url, target, cache)]
+            if beside is not None and s.name in beside[1]:
+                targets.append(Target(beside[0], "baseline", None))
+            self.scenario(targets, s, data, self.meta["scale"], o.tools)
             if twin is not None and s.read:
-                self.scenario(twin[0], target, cache, s, twin[1], o.scale_check, [SCALE_CHECK_TOOL])
+                self.scenario([Target(twin[0], target, cache)], s, twin[1], o.scale_check, [SCALE_CHECK_TOOL])
 
-    def scenario(self, url: str, target: str, cache: str | None, s: Scenario, data: Data, scale: int,
-                 tool_names: list[str]) -> None:
+    def prepare(self, t: Target, s: Scenario, data: Data, warmup_tool: str) -> dict[str, str] | None:
+        """The tools' environment for `s` on `t`, once `t` is warmed up; None (and a skip) when it cannot run."""
         o = self.opts
-        if target == "service" and (missing := prepare.missing_routes(url, s, data)):
-            return self.skip(s, target, f"route not available yet: {', '.join(missing)}")
+        if t.name == "service" and (missing := prepare.missing_routes(t.url, s, data)):
+            return self.skip(s, t.name, f"route not available yet: {', '.join(missing)}")
         if s.needs == "cursors" and not data.cursors:
-            return self.skip(s, target, "no cursors: GET /api/posts gave no meta.nextCursor")
+            return self.skip(s, t.name, "no cursors: GET /api/posts gave no meta.nextCursor")
         if s.needs == "tags" and not data.tags:
-            return self.skip(s, target, "no tags in the data")
+            return self.skip(s, t.name, "no tags in the data")
         if s.tokens:  # minted now, so that none expires during the scenario's measurements
-            data.tokens = prepare.mint_tokens(url, data.users)
+            data.tokens = prepare.mint_tokens(t.url, data.users)
             if not data.tokens:
-                return self.skip(s, target, "no access tokens: POST /api/auth/login did not answer 200")
+                return self.skip(s, t.name, "no access tokens: POST /api/auth/login did not answer 200")
         env = data.write(self.tmp / "data", prepare.nonce())
         if o.warmup > 0:  # fills caches, pools and prepared-statement caches before anything counts
             try:
-                tools.run(tool_names[0], s, tools.Load(url, o.connections, o.warmup, threads=o.threads),
+                tools.run(warmup_tool, s, tools.Load(t.url, o.connections, o.warmup, threads=o.threads),
                           {**env, "PERF_NONCE": prepare.nonce()})
             except tools.ToolError as exc:
-                return self.skip(s, target, f"warm-up failed: {exc}")
+                return self.skip(s, t.name, f"warm-up failed: {exc}")
             if s.hashing:  # the warm-up's last requests are still queued for the password hash
                 time.sleep(HASH_SETTLE)
-        runs = [(tool, tools.Load(url, o.connections, o.duration, threads=o.threads)) for tool in tool_names]
+        return env
+
+    def scenario(self, targets: list[Target], s: Scenario, data: Data, scale: int, tool_names: list[str]) -> None:
+        """`s` on each target, warmed up first; then each tool's measurement on every target in turn."""
+        o = self.opts
+        ready = [(t, env) for t in targets if (env := self.prepare(t, s, data, tool_names[0])) is not None]
+        runs = [(tool, 0) for tool in tool_names]
         if o.rate and s.open_loop:
-            runs.append(("autocannon", tools.Load(url, o.connections, o.duration, rate=o.rate)))
-        for tool, load in runs:
-            mode = "open" if load.rate else "closed"
-            raw = self.folder / "raw" / f"{target}-{cache or 'na'}-{s.name}-{tool}-{mode}-{scale}.txt"
-            try:
-                result = tools.run(tool, s, load, {**env, "PERF_NONCE": prepare.nonce()}, raw)
-            except tools.ToolError as exc:
-                self.skip(s, target, str(exc))
-                continue
-            entry = {"scenario": s.name, "target": target, "scale": scale, "cache": cache, "mode": mode,
-                     "connections": load.connections, "rate": load.rate, **result}
-            self.entries.append(entry)
-            lat = entry["latency_ms"]
-            print(f"  {target:8} {scale:>8} {cache or '':3} {s.name:11} {tool:10} {mode:6} {entry['rps']:>9,.0f} req/s  "
-                  f"p50 {lat['p50']:.2f}  p95 {lat['p95']:.2f}  p99 {lat['p99']:.2f} ms  "
-                  f"non-2xx {entry['non2xx']}  errors {entry['errors']}", flush=True)
-            time.sleep(HASH_SETTLE if s.hashing else 1)  # let queues drain between measurements
-        return None
+            runs.append(("autocannon", o.rate))
+        for tool, rate in runs:
+            for t, env in ready:
+                load = tools.Load(t.url, o.connections, o.duration, rate=rate, threads=o.threads)
+                self.run_tool(t, s, tool, load, env, scale)
+
+    def run_tool(self, t: Target, s: Scenario, tool: str, load: tools.Load, env: dict[str, str], scale: int) -> None:
+        mode = "open" if load.rate else "closed"
+        raw = self.folder / "raw" / f"{t.name}-{t.cache or 'na'}-{s.name}-{tool}-{mode}-{scale}.txt"
+        try:
+            result = tools.run(tool, s, load, {**env, "PERF_NONCE": prepare.nonce()}, raw)
+        except tools.ToolError as exc:
+            self.skip(s, t.name, str(exc))
+            return
+        entry = {"scenario": s.name, "target": t.name, "scale": scale, "cache": t.cache, "mode": mode,
+                 "connections": load.connections, "rate": load.rate, **result}
+        self.entries.append(entry)
+        lat = entry["latency_ms"]
+        print(f"  {t.name:8} {scale:>8} {t.cache or '':3} {s.name:11} {tool:10} {mode:6} {entry['rps']:>9,.0f} req/s  "
+              f"p50 {lat['p50']:.2f}  p95 {lat['p95']:.2f}  p99 {lat['p99']:.2f} ms  "
+              f"non-2xx {entry['non2xx']}  errors {entry['errors']}", flush=True)
+        time.sleep(HASH_SETTLE if s.hashing else 1)  # let queues drain between measurements
 
     def own_stack(self) -> None:
         o = self.opts
@@ -139,6 +162,10 @@ class Run:
                 big = stack.seed(o.scale_check, o.seed, BIG_DB)
                 big_data = Data(posts=big.posts, users=big.users, tags=big.tags, seed=o.seed)
             selected = [SCENARIOS[n] for n in o.scenarios]
+            # The pass the baseline and the second scale run beside: cache off when the run has it (the
+            # 0.85× comparison is against it; with ids drawn uniformly from 10^6 posts nearly every read
+            # misses the cache, so cache-on figures would compare hit rates, not how the queries scale).
+            beside_pass = "off" if "off" in o.caches else o.caches[0]
             for i, cache in enumerate(o.caches):
                 if i:
                     stack.reset()
@@ -148,27 +175,30 @@ class Run:
                          # Sign-up and login queue for the hash instead of answering 503 (see README).
                          "HASH_QUEUE": str(max(32, o.connections)), **o.env}
                 print(f"service, cache {cache}, {o.workers} workers", flush=True)
-                # The second scale is measured with the cache off only (when the run has it off at all): with
-                # ids drawn uniformly from 10^6 posts nearly every read misses the cache, so cache-on figures
-                # would compare hit rates, not how the queries scale.
-                check = big_data is not None and cache == ("off" if "off" in o.caches else o.caches[0])
+                check = big_data is not None and cache == beside_pass
+                with_baseline = o.baseline and cache == beside_pass
+                if with_baseline:  # the baseline reads before the service writes anything in this pass
+                    scenarios.sort(key=lambda s: not s.read)
+                    print(f"  with the baseline beside it ({o.workers} processes)", flush=True)
                 with stack.service(extra) as url, \
-                        (stack.service(extra, BIG_DB) if check else contextlib.nullcontext()) as big_url:
+                        (stack.service(extra, BIG_DB) if check else contextlib.nullcontext()) as big_url, \
+                        (stack.baseline() if with_baseline else contextlib.nullcontext()) as baseline:
                     data.cursors = data.cursors or prepare.harvest_cursors(url)
-                    twin = None
+                    twin = beside = None
                     if check:
                         big_data.cursors = big_data.cursors or prepare.harvest_cursors(big_url)
                         twin = (big_url, big_data)
-                    self.measure(url, "service", cache, scenarios, data, twin)
-            if o.baseline:
-                print("baseline", flush=True)
-                stack.reset()
-                with stack.baseline() as (url, served):
-                    self.meta["baseline_skipped"] = served.get("skipped", {})
-                    for s in selected:
-                        if s.name not in served["scenarios"]:
-                            self.skip(s, "baseline", served.get("skipped", {}).get(s.name, "not served by the baseline"))
-                    self.measure(url, "baseline", None, [s for s in selected if s.name in served["scenarios"]], data)
+                    if baseline is not None:
+                        beside = (baseline[0], self.baseline_serves(baseline[1], selected))
+                    self.measure(url, "service", cache, scenarios, data, twin, beside)
+
+    def baseline_serves(self, served: dict, selected: list[Scenario]) -> set[str]:
+        """What the baseline serves of the selected scenarios; the others are listed as skipped with its reason."""
+        self.meta["baseline_skipped"] = served.get("skipped", {})
+        for s in selected:
+            if s.name not in served["scenarios"]:
+                self.skip(s, "baseline", served.get("skipped", {}).get(s.name, "not served by the baseline"))
+        return set(served["scenarios"])
 
     def execute(self) -> int:
         o = self.opts
