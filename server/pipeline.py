@@ -24,7 +24,7 @@ from time import perf_counter
 
 from aiohttp import web
 
-from .cache import serving_cache, with_etag
+from .cache import Policy, serving_cache, with_etag
 from .config import Config
 from .deadlines import Deadlines
 from .errors import REQUEST_ID, RESPONSE_HEADERS, ServiceUnavailable, error_response, failure_response, request_id_of
@@ -43,7 +43,8 @@ class Pipeline:
         self.in_flight = 0
         self.deadlines = Deadlines()
 
-    def wrap(self, handler, label: str, guard: Guard = ANYONE, policy=None, preflight: bool = True):
+    def wrap(self, handler, label: str, guard: Guard = ANYONE, policy: Policy | None = None,
+             preflight: bool = True):
         """`handler` behind the whole request path. `label` names the route in metrics and the access log
         (its template); `policy` caches its answers; `preflight` is False where no route exists."""
         pipeline, observer, deadlines = self, self.observer, self.deadlines
