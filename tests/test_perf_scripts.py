@@ -61,15 +61,20 @@ def check_body(kind: str, request_headers, body: dict, seen_emails: set) -> None
 
 
 async def _drive(aiohttp_server, tool: str, name: str, env: dict, rate: int = 0) -> tuple[Counter, dict]:
+    """Runs one scenario against a recording stand-in; a request the contract does not allow is counted
+    under "wrong: ..." (an assertion inside the handler would only turn into a 500 the tool counts)."""
     seen: Counter = Counter()
     emails: set = set()
 
     async def record(request: web.Request) -> web.Response:
-        kind = classify(request.method, request.path_qs)
+        try:
+            kind = classify(request.method, request.path_qs)
+            if request.method == "POST":
+                assert request.content_type == "application/json"
+                check_body(kind, request.headers, json.loads(await request.read()), emails)
+        except AssertionError as exc:
+            kind = f"wrong: {request.method} {request.path_qs} {exc}"
         seen[kind] += 1
-        if request.method == "POST":
-            assert request.content_type == "application/json"
-            check_body(kind, request.headers, json.loads(await request.read()), emails)
         return web.json_response({"data": {}})
 
     app = web.Application()
@@ -99,7 +104,9 @@ async def test_every_scenario_sends_contract_shaped_requests_with_both_tools(aio
     results = await asyncio.gather(*(_drive(aiohttp_server, tool, name, script_env) for tool, name in runs))
     for (tool, name), (seen, figures) in zip(runs, results):
         assert set(seen) == {name}, (tool, name, seen)
-        assert figures["tool"] == tool and 0 < figures["requests"] <= sum(seen.values())  # some still in flight
+        # Every response the tool counts, the stand-in answered; on a loaded machine a one-second run may
+        # end before any answer reaches the tool (36 runs share one event loop here), so 0 is allowed.
+        assert figures["tool"] == tool and 0 <= figures["requests"] <= sum(seen.values())
         assert figures["errors"] == figures["non2xx"] == 0
 
 
