@@ -44,6 +44,9 @@ def parser() -> argparse.ArgumentParser:
                      help="also measure every read on this many posts, each right after its --scale run, "
                           "and judge p95 growth (make perf: 1e6; 0 skips)")
     run.add_argument("--duration", type=float, default=d.duration, help="seconds per measurement (30)")
+    run.add_argument("--slices", type=int, default=d.slices,
+                     help="take each closed-loop measurement beside the baseline in this many alternating "
+                          "slices (3; 1: one piece each)")
     run.add_argument("--warmup", type=float, default=d.warmup, help="seconds of unmeasured load first (5; 0 skips)")
     run.add_argument("--connections", type=int, default=d.connections, help="concurrent connections (100)")
     run.add_argument("--tool", type=_list, default=d.tools, dest="tools", help="wrk, autocannon or both (default)")
@@ -96,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     bad = [t for t in args.tools if t not in ("wrk", "autocannon")] + [c for c in args.caches if c not in ("on", "off")]
     if bad:
         print(f"unknown --tool or --cache value(s): {bad}", file=sys.stderr)
+        return 2
+    if args.slices < 1:
+        print("--slices must be 1 or more", file=sys.stderr)
         return 2
     if args.target and args.scale_check:
         print("--scale-check needs the runner's own stack: it cannot be used with --target", file=sys.stderr)

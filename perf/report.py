@@ -14,7 +14,7 @@ OPEN_LOOP_DELIVERY = 0.95  # at a fixed rate, at least this share of the offered
 
 
 def key(entry: dict) -> tuple:
-    return entry["scenario"], entry["tool"], entry["target"], entry.get("cache"), entry["mode"]
+    return entry["scenario"], entry["tool"], entry["target"], entry.get("cache") or entry.get("beside"), entry["mode"]
 
 
 def sla(entry: dict) -> list[str]:
@@ -42,10 +42,14 @@ def _scale(entry: dict, scale: int | None) -> int | None:
 
 def add_ratios(entries: list[dict], scale: int | None = None) -> None:
     """`ratio`: the service's req/s over the baseline's (closed loop) or its p99 over the baseline's (open),
-    on the same data set."""
-    base = {(e["scenario"], e["tool"], e["mode"]): e for e in entries if e["target"] == "baseline"}
+    on the same data set; against the baseline measured beside the same cache setting when there is one."""
+    base: dict[tuple, dict] = {}
     for e in entries:
-        b = base.get((e["scenario"], e["tool"], e["mode"]))
+        if e["target"] == "baseline":
+            base.setdefault((e["scenario"], e["tool"], e["mode"], None), e)
+            base[e["scenario"], e["tool"], e["mode"], e.get("beside")] = e
+    for e in entries:
+        b = base.get((e["scenario"], e["tool"], e["mode"], e.get("cache"))) or base.get((e["scenario"], e["tool"], e["mode"], None))
         e["ratio"] = None
         if e["target"] == "service" and b and _scale(e, scale) == _scale(b, scale):
             if e["mode"] == "closed" and b["rps"]:
@@ -139,11 +143,12 @@ def markdown(report: dict, comparison: list[dict] | None = None) -> str:
     for e in report["entries"]:
         scale = _scale(e, meta.get("scale"))
         loop = "closed" if e["mode"] == "closed" else f"open {e['rate']}/s"
+        cache = e.get("cache") or (f"beside {e['beside']}" if e.get("beside") else "")
         ratio = "" if e.get("ratio") is None else f"{e['ratio']:.2f}× {'req/s' if e['mode'] == 'closed' else 'p99'}"
         verdict = "" if e["target"] != "service" else ("ok" if not e["sla"] else "MISS: " + "; ".join(e["sla"]))
         lat = e["latency_ms"]
         lines.append(f"| {e['scenario']} | {e['tool']} | {e['target']} | {f'{scale:,}' if scale else ''} "
-                     f"| {e.get('cache') or ''} | {loop} "
+                     f"| {cache} | {loop} "
                      f"| {e['rps']:,.0f} | {_ms(lat['p50'])} | {_ms(lat['p95'])} | {_ms(lat['p99'])} "
                      f"| {_ms(lat['max'])} | {e['non2xx']} | {e['errors']} | {ratio} | {verdict} |")
     if report.get("skipped"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ class Target:
     url: str
     name: str  # service | baseline
     cache: str | None  # on | off for the service
+    beside: str | None = None  # the baseline: the cache setting of the pass it runs beside
 
 
 @dataclass
@@ -45,6 +47,9 @@ class Options:
     scale: int = 10_000
     scale_check: int | None = None  # also measure the reads on a data set of this many posts (--scale-check)
     duration: float = 30.0
+    # A closed-loop measurement taken on the service and the baseline beside it is taken in this many
+    # alternating slices of duration/slices seconds (service, baseline, baseline, service, ...), summed.
+    slices: int = 3
     warmup: float = 5.0
     connections: int = 100
     tools: list[str] = field(default_factory=lambda: ["wrk", "autocannon"])
@@ -93,7 +98,7 @@ class Run:
         for s in scenarios:
             targets = [Target(url, target, cache)]
             if beside is not None and s.name in beside[1]:
-                targets.append(Target(beside[0], "baseline", None))
+                targets.append(Target(beside[0], "baseline", None, beside=cache))
             self.scenario(targets, s, data, self.meta["scale"], o.tools)
             if twin is not None and s.read:
                 self.scenario([Target(twin[0], target, cache)], s, twin[1], o.scale_check, [SCALE_CHECK_TOOL])
@@ -123,33 +128,56 @@ class Run:
         return env
 
     def scenario(self, targets: list[Target], s: Scenario, data: Data, scale: int, tool_names: list[str]) -> None:
-        """`s` on each target, warmed up first; then each tool's measurement on every target in turn."""
+        """`s` on each target, warmed up first; then each tool's measurement on every target in turn.
+
+        With more than one target, a closed-loop measurement is taken in alternating slices (--slices):
+        the load on this shared machine drifts over tens of seconds, by ±10 % between two adjacent
+        30-second measurements, and a ratio of two measurements taken one after the other carries all of
+        it. Slices in the order A B B A A B ... meet the same drift on both sides and neither side is
+        always first. Each target's slices add up to the same duration as one measurement."""
         o = self.opts
         ready = [(t, env) for t in targets if (env := self.prepare(t, s, data, tool_names[0])) is not None]
         runs = [(tool, 0) for tool in tool_names]
         if o.rate and s.open_loop:
             runs.append(("autocannon", o.rate))
         for tool, rate in runs:
-            for t, env in ready:
-                load = tools.Load(t.url, o.connections, o.duration, rate=rate, threads=o.threads)
-                self.run_tool(t, s, tool, load, env, scale)
+            load = tools.Load("", o.connections, o.duration, rate=rate, threads=o.threads)
+            slices = o.slices if len(ready) > 1 and not rate and o.slices > 1 else 1
+            parts: dict[Target, list[dict]] = {t: [] for t, _ in ready}
+            for i in range(slices):
+                for t, env in (ready if i % 2 == 0 else ready[::-1]):
+                    part = dataclasses.replace(load, url=t.url, duration=o.duration / slices)
+                    if parts[t] is not None:
+                        parts[t] = self.run_tool(t, s, tool, part, env, scale, i if slices > 1 else None, parts[t])
+            for t, _ in ready:
+                if parts[t]:
+                    self.record(t, s, dataclasses.replace(load, url=t.url), scale, tools.merge(parts[t]))
 
-    def run_tool(self, t: Target, s: Scenario, tool: str, load: tools.Load, env: dict[str, str], scale: int) -> None:
+    def run_tool(self, t: Target, s: Scenario, tool: str, load: tools.Load, env: dict[str, str], scale: int,
+                 part: int | None, done: list[dict]) -> list[dict] | None:
+        """One run of `tool` added to `done`; None (and a skip) when it failed, which ends the measurement."""
         mode = "open" if load.rate else "closed"
-        raw = self.folder / "raw" / f"{t.name}-{t.cache or 'na'}-{s.name}-{tool}-{mode}-{scale}.txt"
+        name = f"{t.name}-{t.cache or 'na'}-{s.name}-{tool}-{mode}-{scale}" + ("" if part is None else f"-slice{part + 1}")
         try:
-            result = tools.run(tool, s, load, {**env, "PERF_NONCE": prepare.nonce()}, raw)
+            result = tools.run(tool, s, load, {**env, "PERF_NONCE": prepare.nonce()}, self.folder / "raw" / f"{name}.txt")
         except tools.ToolError as exc:
             self.skip(s, t.name, str(exc))
-            return
+            return None
+        finally:
+            time.sleep(HASH_SETTLE if s.hashing else 1)  # let queues drain between measurements
+        return done + [result]
+
+    def record(self, t: Target, s: Scenario, load: tools.Load, scale: int, result: dict) -> None:
+        mode = "open" if load.rate else "closed"
         entry = {"scenario": s.name, "target": t.name, "scale": scale, "cache": t.cache, "mode": mode,
                  "connections": load.connections, "rate": load.rate, **result}
+        if t.beside is not None:
+            entry["beside"] = t.beside
         self.entries.append(entry)
         lat = entry["latency_ms"]
-        print(f"  {t.name:8} {scale:>8} {t.cache or '':3} {s.name:11} {tool:10} {mode:6} {entry['rps']:>9,.0f} req/s  "
+        print(f"  {t.name:8} {scale:>8} {t.cache or '':3} {s.name:11} {result['tool']:10} {mode:6} {entry['rps']:>9,.0f} req/s  "
               f"p50 {lat['p50']:.2f}  p95 {lat['p95']:.2f}  p99 {lat['p99']:.2f} ms  "
               f"non-2xx {entry['non2xx']}  errors {entry['errors']}", flush=True)
-        time.sleep(HASH_SETTLE if s.hashing else 1)  # let queues drain between measurements
 
     def own_stack(self) -> None:
         o = self.opts
@@ -162,9 +190,10 @@ class Run:
                 big = stack.seed(o.scale_check, o.seed, BIG_DB)
                 big_data = Data(posts=big.posts, users=big.users, tags=big.tags, seed=o.seed)
             selected = [SCENARIOS[n] for n in o.scenarios]
-            # The pass the baseline and the second scale run beside: cache off when the run has it (the
-            # 0.85× comparison is against it; with ids drawn uniformly from 10^6 posts nearly every read
-            # misses the cache, so cache-on figures would compare hit rates, not how the queries scale).
+            # The pass the second scale runs beside, and the baseline with every read: cache off when the
+            # run has it (the 0.85× comparison is against it; with ids drawn uniformly from 10^6 posts
+            # nearly every read misses the cache, so cache-on figures would compare hit rates, not how the
+            # queries scale). In the other pass the baseline runs beside the reads judged with the cache on.
             beside_pass = "off" if "off" in o.caches else o.caches[0]
             for i, cache in enumerate(o.caches):
                 if i:
@@ -176,10 +205,12 @@ class Run:
                          "HASH_QUEUE": str(max(32, o.connections)), **o.env}
                 print(f"service, cache {cache}, {o.workers} workers", flush=True)
                 check = big_data is not None and cache == beside_pass
-                with_baseline = o.baseline and cache == beside_pass
+                compared = [s for s in scenarios if s.read and (cache == beside_pass or s.cache_judged)]
+                with_baseline = o.baseline and bool(compared)
                 if with_baseline:  # the baseline reads before the service writes anything in this pass
                     scenarios.sort(key=lambda s: not s.read)
-                    print(f"  with the baseline beside it ({o.workers} processes)", flush=True)
+                    print(f"  with the baseline beside it ({o.workers} processes) for "
+                          f"{', '.join(s.name for s in compared)}", flush=True)
                 with stack.service(extra) as url, \
                         (stack.service(extra, BIG_DB) if check else contextlib.nullcontext()) as big_url, \
                         (stack.baseline() if with_baseline else contextlib.nullcontext()) as baseline:
@@ -189,7 +220,8 @@ class Run:
                         big_data.cursors = big_data.cursors or prepare.harvest_cursors(big_url)
                         twin = (big_url, big_data)
                     if baseline is not None:
-                        beside = (baseline[0], self.baseline_serves(baseline[1], selected))
+                        beside = (baseline[0], self.baseline_serves(baseline[1], selected)
+                                  & {s.name for s in compared})
                     self.measure(url, "service", cache, scenarios, data, twin, beside)
 
     def baseline_serves(self, served: dict, selected: list[Scenario]) -> set[str]:

@@ -92,3 +92,29 @@ def parse(output: str) -> dict:
         "latency_ms": {k: round(v, 3) for k, v in latency.items()},
         "status": raw.get("status"),
     }
+
+
+def merge(parts: list[dict]) -> dict:
+    """One measurement from its slices (the runner's --slices): counts and time summed, req/s over the
+    summed time, and each latency percentile the highest of the slices' (an upper bound: the slices'
+    percentiles do not combine exactly, and a verdict must not come out better than the truth)."""
+    if len(parts) == 1:
+        return parts[0]
+    requests = sum(p["requests"] for p in parts)
+    duration = sum(p["duration_s"] for p in parts)
+    errors, non2xx = sum(p["errors"] for p in parts), sum(p["non2xx"] for p in parts)
+    latency = {k: max(p["latency_ms"][k] for p in parts) for k in parts[0]["latency_ms"]}
+    latency["mean"] = round(sum(p["latency_ms"]["mean"] * p["requests"] for p in parts) / max(1, requests), 3)
+    status: dict | None = None
+    if all(isinstance(p.get("status"), dict) for p in parts):
+        status = {}
+        for p in parts:
+            for code, count in p["status"].items():
+                status[code] = status.get(code, 0) + count
+    return {
+        "tool": parts[0]["tool"], "requests": requests, "duration_s": round(duration, 3),
+        "rps": round(requests / duration, 1) if duration else 0.0, "bytes": sum(p["bytes"] for p in parts),
+        "errors": errors, "timeouts": sum(p["timeouts"] for p in parts), "non2xx": non2xx,
+        "error_rate": (errors + non2xx) / max(1, requests + errors), "latency_ms": latency, "status": status,
+        "slices": [p["rps"] for p in parts],
+    }

@@ -188,3 +188,54 @@ async def test_the_baseline_answers_what_the_service_answers_without_its_layers(
         assert await bare_answer.json() == await served.json(), path
         assert "X-Request-Id" not in bare_answer.headers  # no middleware at all
     assert (await bare.get("/api/users/999999")).status == 404
+
+def test_slices_add_up_to_one_measurement_with_the_worst_percentiles():
+    a, b = _canned("wrk-health.txt"), _canned("wrk-health.txt")
+    b = {**b, "requests": 10000, "duration_s": 2.0, "rps": 5000.0, "non2xx": 3,
+         "latency_ms": {**b["latency_ms"], "p50": 9.0, "p99": 1.0, "mean": 4.0}}
+    merged = tools.merge([a, b])
+    assert merged["requests"] == 30996 and merged["duration_s"] == 4.014 and merged["non2xx"] == 3
+    assert merged["rps"] == pytest.approx(30996 / 4.014, abs=0.1) and merged["slices"] == [a["rps"], 5000.0]
+    assert merged["latency_ms"]["p50"] == 9.0 and merged["latency_ms"]["p99"] == a["latency_ms"]["p99"]
+    assert merged["latency_ms"]["mean"] == pytest.approx((1.507 * 20996 + 4.0 * 10000) / 30996, abs=0.001)
+    assert merged["error_rate"] == pytest.approx(3 / 30996)
+    assert tools.merge([a]) is a
+
+
+def test_beside_the_baseline_a_closed_loop_measurement_alternates_slices(tmp_path, monkeypatch):
+    """Service and baseline take turns (A B B A A B), each for duration/slices; the open loop runs whole."""
+    from perf import runner
+    from perf.prepare import Data
+    calls = []
+
+    def fake_run(tool, scenario, load, env, raw=None):
+        calls.append((load.url, tool, load.rate, load.duration))
+        return {**_canned("wrk-health.txt"), "tool": tool, "rps": 100.0 if load.url == "S" else 200.0}
+
+    monkeypatch.setattr(runner.tools, "run", fake_run)
+    monkeypatch.setattr(runner.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(Run, "prepare", lambda self, t, s, data, tool: {})
+    run = Run(Options(results=tmp_path, duration=30.0, slices=3, rate=1000))
+    run.meta = {"scale": 10_000}
+    targets = [runner.Target("S", "service", "off"), runner.Target("B", "baseline", None, beside="off")]
+    run.scenario(targets, SCENARIOS["tags"], Data(posts=1, users=1, tags=["a"]), 10_000, ["wrk"])
+    run.tmp.rmdir()
+    assert calls == [("S", "wrk", 0, 10.0), ("B", "wrk", 0, 10.0), ("B", "wrk", 0, 10.0), ("S", "wrk", 0, 10.0),
+                     ("S", "wrk", 0, 10.0), ("B", "wrk", 0, 10.0), ("S", "autocannon", 1000, 30.0),
+                     ("B", "autocannon", 1000, 30.0)]
+    closed = [e for e in run.entries if e["mode"] == "closed"]
+    assert [(e["target"], e["requests"], e.get("beside")) for e in closed] == [("service", 3 * 20996, None),
+                                                                             ("baseline", 3 * 20996, "off")]
+    assert closed[1]["slices"] == [200.0, 200.0, 200.0]
+
+
+def test_ratios_are_taken_against_the_baseline_beside_the_same_cache_setting(tmp_path):
+    entries = [_entry("wrk-health.txt", scenario="post", cache="on", rps=9000.0),
+               _entry("wrk-health.txt", scenario="post", cache="off", rps=2700.0),
+               _entry("wrk-health.txt", scenario="post", target="baseline", cache=None, beside="on", rps=3000.0),
+               _entry("wrk-health.txt", scenario="post", target="baseline", cache=None, beside="off", rps=3600.0)]
+    body = {"meta": {"started": "2026-01-01T00:00:00+00:00", "scale": 10_000}, "entries": entries}
+    report.finish(body, tmp_path)
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert [e["ratio"] for e in saved["entries"][:2]] == [3.0, 0.75]
+    assert "| post | wrk | baseline | 10,000 | beside on | closed | 3,000 |" in (tmp_path / "report.md").read_text()
