@@ -76,6 +76,8 @@ def parser() -> argparse.ArgumentParser:
     layers.add_argument("--seconds", type=float, default=4.0, help="seconds per sample (4)")
     layers.add_argument("--connections", type=int, default=d.connections)
     layers.add_argument("--var", type=Path, default=d.var)
+    layers.add_argument("--env", type=_env, action="append", default=[],
+                        help="KEY=VALUE for the service, repeatable (ACCESS_LOG=true: what the access log costs)")
     cmp = commands.add_parser("compare", help="print two finished runs side by side")
     cmp.add_argument("old", type=Path)
     cmp.add_argument("new", type=Path)
@@ -89,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "layers":
         from . import layers
         layers.run(args.paths or layers.DEFAULT_PATHS, scale=args.scale, workers=args.workers, cache=args.cache,
-                   rounds=args.rounds, seconds=args.seconds, connections=args.connections, var=args.var)
+                   rounds=args.rounds, seconds=args.seconds, connections=args.connections, var=args.var,
+                   env=dict(args.env))
         return 0
     if args.command == "compare":
         old, new = (json.loads((f / "report.json").read_text()) for f in (args.old, args.new))

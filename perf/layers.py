@@ -66,21 +66,21 @@ def compare(urls: tuple[str, str], pids: tuple[list[int], list[int]], path: str,
 
 
 def run(paths: list[str], *, scale: int, workers: int, cache: str, rounds: int, seconds: float,
-        connections: int, var: Path) -> None:
+        connections: int, var: Path, env: dict[str, str] | None = None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="perf-layers-"))
     tmp.chmod(0o755)  # the embedded PostgreSQL's user must reach it
     try:
         _run(paths, tmp, scale=scale, workers=workers, cache=cache, rounds=rounds, seconds=seconds,
-             connections=connections, var=var)
+             connections=connections, var=var, env=env or {})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _run(paths: list[str], tmp: Path, *, scale: int, workers: int, cache: str, rounds: int, seconds: float,
-         connections: int, var: Path) -> None:
+         connections: int, var: Path, env: dict[str, str]) -> None:
     with Stack(var, tmp, workers, None, logs=tmp / "logs") as stack:
         stack.seed(scale, 1)
-        with stack.service({"CACHE_ENABLED": "true" if cache == "on" else "false"}) as url, \
+        with stack.service({"CACHE_ENABLED": "true" if cache == "on" else "false", **env}) as url, \
                 stack.baseline() as (base, _):
             pids = (stack.serving_pids(url), stack.serving_pids(base))
             print(f"{'path':28} {'service req/s':>13} {'CPU µs':>12} {'baseline req/s':>14} {'CPU µs':>12} {'ratio':>6}")
