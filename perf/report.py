@@ -49,7 +49,8 @@ def add_ratios(entries: list[dict], scale: int | None = None) -> None:
             base.setdefault((e["scenario"], e["tool"], e["mode"], None), e)
             base[e["scenario"], e["tool"], e["mode"], e.get("beside")] = e
     for e in entries:
-        b = base.get((e["scenario"], e["tool"], e["mode"], e.get("cache"))) or base.get((e["scenario"], e["tool"], e["mode"], None))
+        same = (e["scenario"], e["tool"], e["mode"])
+        b = base.get((*same, e.get("cache"))) or base.get((*same, None))
         e["ratio"] = None
         if e["target"] == "service" and b and _scale(e, scale) == _scale(b, scale):
             if e["mode"] == "closed" and b["rps"]:

@@ -157,9 +157,11 @@ class Run:
                  part: int | None, done: list[dict]) -> list[dict] | None:
         """One run of `tool` added to `done`; None (and a skip) when it failed, which ends the measurement."""
         mode = "open" if load.rate else "closed"
-        name = f"{t.name}-{t.cache or 'na'}-{s.name}-{tool}-{mode}-{scale}" + ("" if part is None else f"-slice{part + 1}")
+        name = f"{t.name}-{t.cache or t.beside or 'na'}-{s.name}-{tool}-{mode}-{scale}"
+        name += "" if part is None else f"-slice{part + 1}"
         try:
-            result = tools.run(tool, s, load, {**env, "PERF_NONCE": prepare.nonce()}, self.folder / "raw" / f"{name}.txt")
+            raw = self.folder / "raw" / f"{name}.txt"
+            result = tools.run(tool, s, load, {**env, "PERF_NONCE": prepare.nonce()}, raw)
         except tools.ToolError as exc:
             self.skip(s, t.name, str(exc))
             return None
@@ -175,7 +177,8 @@ class Run:
             entry["beside"] = t.beside
         self.entries.append(entry)
         lat = entry["latency_ms"]
-        print(f"  {t.name:8} {scale:>8} {t.cache or '':3} {s.name:11} {result['tool']:10} {mode:6} {entry['rps']:>9,.0f} req/s  "
+        print(f"  {t.name:8} {scale:>8} {t.cache or '':3} {s.name:11} {result['tool']:10} {mode:6} "
+              f"{entry['rps']:>9,.0f} req/s  "
               f"p50 {lat['p50']:.2f}  p95 {lat['p95']:.2f}  p99 {lat['p99']:.2f} ms  "
               f"non-2xx {entry['non2xx']}  errors {entry['errors']}", flush=True)
 
