@@ -77,7 +77,7 @@ def parser() -> argparse.ArgumentParser:
     layers.add_argument("--connections", type=int, default=d.connections)
     layers.add_argument("--var", type=Path, default=d.var)
     layers.add_argument("--env", type=_env, action="append", default=[],
-                        help="KEY=VALUE for the service, repeatable (ACCESS_LOG=true: what the access log costs)")
+                        help="KEY=VALUE for the service, repeatable (LOG_LEVEL=info: what the access log costs)")
     cmp = commands.add_parser("compare", help="print two finished runs side by side")
     cmp.add_argument("old", type=Path)
     cmp.add_argument("new", type=Path)
