@@ -143,7 +143,7 @@ class Run:
         for tool, rate in runs:
             load = tools.Load("", o.connections, o.duration, rate=rate, threads=o.threads)
             slices = o.slices if len(ready) > 1 and not rate and o.slices > 1 else 1
-            parts: dict[Target, list[dict]] = {t: [] for t, _ in ready}
+            parts: dict[Target, list[dict] | None] = {t: [] for t, _ in ready}  # None: a slice failed
             for i in range(slices):
                 for t, env in (ready if i % 2 == 0 else ready[::-1]):
                     part = dataclasses.replace(load, url=t.url, duration=o.duration / slices)
