@@ -142,20 +142,22 @@ class Run:
             runs.append(("autocannon", o.rate))
         for tool, rate in runs:
             load = tools.Load("", o.connections, o.duration, rate=rate, threads=o.threads)
-            slices = o.slices if len(ready) > 1 and not rate and o.slices > 1 else 1
+            slices = o.slices if len(ready) > 1 and not rate else 1
             parts: dict[Target, list[dict] | None] = {t: [] for t, _ in ready}  # None: a slice failed
             for i in range(slices):
                 for t, env in (ready if i % 2 == 0 else ready[::-1]):
+                    if parts[t] is None:
+                        continue
                     part = dataclasses.replace(load, url=t.url, duration=o.duration / slices)
-                    if parts[t] is not None:
-                        parts[t] = self.run_tool(t, s, tool, part, env, scale, i if slices > 1 else None, parts[t])
+                    result = self.run_tool(t, s, tool, part, env, scale, i if slices > 1 else None)
+                    parts[t] = None if result is None else parts[t] + [result]
             for t, _ in ready:
                 if parts[t]:
                     self.record(t, s, dataclasses.replace(load, url=t.url), scale, tools.merge(parts[t]))
 
     def run_tool(self, t: Target, s: Scenario, tool: str, load: tools.Load, env: dict[str, str], scale: int,
-                 part: int | None, done: list[dict]) -> list[dict] | None:
-        """One run of `tool` added to `done`; None (and a skip) when it failed, which ends the measurement."""
+                 part: int | None) -> dict | None:
+        """One run of `tool` (slice `part` of a measurement); None (and a skip) when it failed."""
         mode = "open" if load.rate else "closed"
         name = f"{t.name}-{t.cache or t.beside or 'na'}-{s.name}-{tool}-{mode}-{scale}"
         name += "" if part is None else f"-slice{part + 1}"
@@ -167,7 +169,7 @@ class Run:
             return None
         finally:
             time.sleep(HASH_SETTLE if s.hashing else 1)  # let queues drain between measurements
-        return done + [result]
+        return result
 
     def record(self, t: Target, s: Scenario, load: tools.Load, scale: int, result: dict) -> None:
         mode = "open" if load.rate else "closed"

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,15 +83,19 @@ def parse(output: str) -> dict:
     lat = raw["latency_us"]
     latency = {f"p{p}": lat["percentiles"][p] / 1000 for p in PERCENTILES}
     latency.update(mean=lat["mean"] / 1000, max=lat["max"] / 1000)
-    requests = raw["requests"]
+    return _figures(raw["tool"], raw["requests"], duration, raw["bytes"], errors, timeouts, non2xx,
+                    {k: round(v, 3) for k, v in latency.items()}, raw.get("status"), raw.get("rps"))
+
+
+def _figures(tool: str, requests: int, duration: float, size: int, errors: int, timeouts: int, non2xx: int,
+             latency: dict, status: dict | None, rps: float | None = None) -> dict:
     return {
-        "tool": raw["tool"], "requests": requests, "duration_s": round(duration, 3),
-        "rps": raw.get("rps") or (round(requests / duration, 1) if duration else 0.0), "bytes": raw["bytes"],
+        "tool": tool, "requests": requests, "duration_s": round(duration, 3),
+        "rps": rps or (round(requests / duration, 1) if duration else 0.0), "bytes": size,
         "errors": errors, "timeouts": timeouts, "non2xx": non2xx,
         # Failed exchanges over attempted ones; a refused connection never became a request.
         "error_rate": (errors + non2xx) / max(1, requests + errors),
-        "latency_ms": {k: round(v, 3) for k, v in latency.items()},
-        "status": raw.get("status"),
+        "latency_ms": latency, "status": status,
     }
 
 
@@ -101,20 +106,12 @@ def merge(parts: list[dict]) -> dict:
     if len(parts) == 1:
         return parts[0]
     requests = sum(p["requests"] for p in parts)
-    duration = sum(p["duration_s"] for p in parts)
-    errors, non2xx = sum(p["errors"] for p in parts), sum(p["non2xx"] for p in parts)
     latency = {k: max(p["latency_ms"][k] for p in parts) for k in parts[0]["latency_ms"]}
     latency["mean"] = round(sum(p["latency_ms"]["mean"] * p["requests"] for p in parts) / max(1, requests), 3)
-    status: dict | None = None
+    status = None
     if all(isinstance(p.get("status"), dict) for p in parts):
-        status = {}
-        for p in parts:
-            for code, count in p["status"].items():
-                status[code] = status.get(code, 0) + count
-    return {
-        "tool": parts[0]["tool"], "requests": requests, "duration_s": round(duration, 3),
-        "rps": round(requests / duration, 1) if duration else 0.0, "bytes": sum(p["bytes"] for p in parts),
-        "errors": errors, "timeouts": sum(p["timeouts"] for p in parts), "non2xx": non2xx,
-        "error_rate": (errors + non2xx) / max(1, requests + errors), "latency_ms": latency, "status": status,
-        "slices": [p["rps"] for p in parts],
-    }
+        status = dict(sum((Counter(p["status"]) for p in parts), Counter()))
+    total = {k: sum(p[k] for p in parts) for k in ("duration_s", "bytes", "errors", "timeouts", "non2xx")}
+    return {**_figures(parts[0]["tool"], requests, total["duration_s"], total["bytes"], total["errors"],
+                       total["timeouts"], total["non2xx"], latency, status),
+            "slices": [p["rps"] for p in parts]}
