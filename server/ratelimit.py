@@ -63,7 +63,8 @@ class Policy:
 # does not; for N under 2 × SHARE_PART there are no shares, so ordinary limits are decided one by one.
 # SHARE_MAX bounds a share for very large quotas: at 64, a process serving one client 3,000 requests a
 # second asked Redis 47 times a second (an EVALSHA of about 55 µs in Redis, and a round trip here, per 64
-# requests); at 1,024 the share settles where the client's 100 ms of requests end it (about 300).
+# requests); at 1,024 it asked once per about 250 requests (the share settles between what 100 ms of the
+# client's requests use up and twice that).
 SHARE_SECONDS = 0.1
 SHARE_MAX = 1024
 SHARE_PART = 100
