@@ -259,8 +259,7 @@ async def test_sigkill_to_the_worker_mid_batch(stack, tmp_path):
             await asyncio.sleep(WARM)  # a backlog, with no worker
             worker = Worker(env, tmp_path / "worker1.log").start()
             try:
-                while not await db.fetchval(_DELIVERED, first):
-                    await asyncio.sleep(0.01)
+                await _inside_a_batch(db, first)
             finally:
                 worker.proc.kill()  # SIGKILL, by pid
                 worker.wait(10)
@@ -387,8 +386,7 @@ async def test_sigterm_to_the_worker_mid_batch(stack, tmp_path):
             await load.run_for(WARM)  # a backlog, with no worker
         worker = Worker(env, tmp_path / "worker.log").start()
         try:
-            while not await db.fetchval(_DELIVERED, first):
-                await asyncio.sleep(0.01)
+            await _inside_a_batch(db, first)
             worker.signal(signal.SIGTERM)
             claimed_at_signal = (await db.fetchrow(_CLAIMED, first))[0]
             code = await asyncio.to_thread(worker.wait, 30)
@@ -405,12 +403,22 @@ async def test_sigterm_to_the_worker_mid_batch(stack, tmp_path):
     assert claimed_at_signal > 0 and claimed == 0 and code == 0
 
 
-_DELIVERED = "SELECT count(*) FROM outbox_deliveries WHERE event_id >= $1 AND status = 'delivered'"
+# Some deliveries recorded and others claimed but not recorded yet, in one snapshot: the worker is inside
+# a batch. (Waiting for the first recorded delivery alone lets a fast worker finish its batch, and sit
+# between it and the next claim, before the signal lands.)
+_MID_BATCH = """SELECT count(*) FILTER (WHERE status = 'delivered') > 0
+                 AND count(*) FILTER (WHERE status = 'pending' AND attempts > 0 AND next_attempt_at > now()) > 0
+              FROM outbox_deliveries WHERE event_id >= $1"""
 _UNDELIVERED = "SELECT count(*) FROM outbox_deliveries WHERE event_id >= $1 AND status <> 'delivered'"
 # Claimed (an attempt counted, leased into the future) and not recorded: what the dead worker held.
 _CLAIMED = """SELECT count(*) FILTER (WHERE status = 'pending' AND attempts > 0 AND next_attempt_at > now()),
                      count(*) FILTER (WHERE status = 'pending')
               FROM outbox_deliveries WHERE event_id >= $1"""
+
+
+async def _inside_a_batch(db: asyncpg.Connection, first: int) -> None:
+    while not await db.fetchval(_MID_BATCH, first):
+        await asyncio.sleep(0.01)
 
 
 def _ms(calls) -> str:
