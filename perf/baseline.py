@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import datetime
+import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 
@@ -113,12 +115,35 @@ def create_app() -> web.Application:
     return app
 
 
-def main() -> int:
+def serve() -> int:
     config = Config.from_env()
     web.run_app(create_app(), host=config.host, port=config.port, reuse_port=True, access_log=None, print=None,
                 loop=uvloop.new_event_loop())
     return 0
 
 
+def launch(processes: int) -> int:
+    """`processes` serving children in this process's session, which the runner makes a new one: under the
+    kernel's autogroup scheduling a session is one CPU-scheduling group, and the service's workers share
+    one too (server/supervisor.py). SIGTERM and SIGINT are passed on; the exit code is the worst child's."""
+    children = [subprocess.Popen([sys.executable, "-m", "perf.baseline"]) for _ in range(processes)]
+
+    def forward(signum, _frame) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    return max(child.wait() for child in children)
+
+
+def main(argv: list[str]) -> int:
+    """`python -m perf.baseline` serves; `python -m perf.baseline --processes N` starts N that do."""
+    if argv[:1] == ["--processes"] and len(argv) == 2:
+        return launch(int(argv[1]))
+    return serve() if not argv else 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -43,7 +43,7 @@ def _ticks(pids: list[int]) -> tuple[int, int]:
 def sample(url: str, pids: list[int], seconds: float, connections: int) -> Sample:
     before = _ticks(pids)
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", url], capture_output=True,
-                         text=True, check=True).stdout
+                         text=True, check=True, start_new_session=True).stdout  # see tools.run
     after = _ticks(pids)
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))

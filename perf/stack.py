@@ -50,15 +50,25 @@ def wait_ready(url: str, proc: subprocess.Popen | None, timeout: float = 60) -> 
 
 
 def stop(proc: subprocess.Popen, timeout: float = 30) -> int:
-    """SIGTERM by pid, then SIGKILL if it does not exit in time."""
+    """SIGTERM by pid, then SIGKILL to its process group (its own, see `start`) if it does not exit in time."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     return proc.returncode
+
+
+def start(args: list[str], env: dict[str, str], log_file) -> subprocess.Popen:
+    """A server process in a session of its own. Under the kernel's autogroup scheduling (on by default) a
+    session is one CPU-scheduling group, weighed as one against every other: the service's processes,
+    the baseline's, PostgreSQL (server/embedded.py) and each load tool (tools.py) are one group each, so
+    neither target shares its group with the tool measuring it, and both meet the same arrangement."""
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                            start_new_session=True)
 
 
 class Stack:
@@ -72,7 +82,7 @@ class Stack:
         self.redis_url = ""
         self.limits = (100, 3)
         self.templates: dict[str, str] = {}  # run database -> the seeded database it is copied from
-        self._procs: dict[str, list[subprocess.Popen]] = {}  # base URL -> what serves it
+        self._procs: dict[str, subprocess.Popen] = {}  # base URL -> the process that started what serves it
 
     def __enter__(self) -> Stack:
         self.pg = EmbeddedPostgres(self.var_dir / "postgres")
@@ -119,19 +129,16 @@ class Stack:
                 "PORT": str(port), "LOG_LEVEL": "warning", "LOG_FORMAT": "json", "VAR_DIR": str(self.tmp_dir / "var"),
                 "PG_POOL_MIN": str(low), "PG_POOL_MAX": str(high), **extra}
 
-    def _procs_at(self, port: int, procs: list[subprocess.Popen]) -> str:
+    def _procs_at(self, port: int, proc: subprocess.Popen) -> str:
         url = f"http://127.0.0.1:{port}"
-        self._procs[url] = procs
+        self._procs[url] = proc
         return url
 
     def serving_pids(self, url: str) -> list[int]:
-        """The processes that answer `url`: the service's API processes (its supervisor's children), or
-        the baseline's processes."""
-        pids = []
-        for proc in self._procs[url]:
-            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-            pids += [int(c) for c in children] or [proc.pid]
-        return pids
+        """The processes that answer `url`: the children of the service's supervisor or of the baseline's
+        launcher."""
+        pid = self._procs[url].pid
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
     @contextlib.contextmanager
     def service(self, extra: dict[str, str], run_db: str = RUN_DB) -> Iterator[str]:
@@ -141,9 +148,8 @@ class Stack:
                         run_db)
         self.logs.mkdir(parents=True, exist_ok=True)
         with open(self.logs / f"service-{port}.log", "ab") as log_file:
-            proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--workers", str(self.workers)],
-                                    cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-        url = self._procs_at(port, [proc])
+            proc = start(["-m", "server", "serve", "--workers", str(self.workers)], env, log_file)
+        url = self._procs_at(port, proc)
         try:
             wait_ready(f"{url}/readyz", proc)
             yield url
@@ -154,20 +160,19 @@ class Stack:
 
     @contextlib.contextmanager
     def baseline(self) -> Iterator[tuple[str, dict]]:
-        """N `perf.baseline` processes on one port (SO_REUSEPORT); yields its URL and what it serves."""
+        """N `perf.baseline` processes on one port (SO_REUSEPORT), children of one in a session of their own;
+        yields its URL and what it serves."""
         port = free_port()
         env = self._env(port, {})
         self.logs.mkdir(parents=True, exist_ok=True)
         with open(self.logs / f"baseline-{port}.log", "ab") as log_file:
-            procs = [subprocess.Popen([sys.executable, "-m", "perf.baseline"], cwd=ROOT, env=env, stdout=log_file,
-                                      stderr=subprocess.STDOUT) for _ in range(self.workers)]
-        url = self._procs_at(port, procs)
+            proc = start(["-m", "perf.baseline", "--processes", str(self.workers)], env, log_file)
+        url = self._procs_at(port, proc)
         try:
-            wait_ready(f"{url}/_baseline", procs[0])
+            wait_ready(f"{url}/_baseline", proc)
             with urllib.request.urlopen(f"{url}/_baseline", timeout=5) as response:
                 served = json.loads(response.read())
             yield url, served
         finally:
             self._procs.pop(url, None)
-            for proc in procs:
-                stop(proc)
+            stop(proc)

@@ -55,8 +55,10 @@ def run(tool: str, scenario: Scenario, load: Load, env: dict[str, str], raw: Pat
     """Run one measurement; the tool's whole output goes to `raw` for later reading."""
     full_env = {**os.environ, **env, "PERF_WRK_DIR": str(HERE / "wrk")}
     try:
+        # A session of its own: its own CPU-scheduling group under autogroup, whichever target it loads
+        # (perf/stack.py, `start`).
         out = subprocess.run(command(tool, scenario, load), env=full_env, capture_output=True, text=True,
-                             timeout=load.duration + 120, check=False)
+                             timeout=load.duration + 120, check=False, start_new_session=True)
     except subprocess.TimeoutExpired as exc:
         raise ToolError(f"{tool} {scenario.name} did not finish") from exc
     if raw is not None:

@@ -12,9 +12,14 @@
 - A child that dies on its own with an error stops the others too (exit 1: a process manager above
   restarts the whole unit); one that exits 0 on its own (someone sent it SIGTERM) is not replaced.
 
-Children get sessions of their own: a terminal's Ctrl-C reaches only the supervisor, which stops them in
-order. When the outbox worker runs in-process (the embedded mode), the first child of each generation
-runs it (two workers for a moment during a reload are fine: claims use SKIP LOCKED).
+Children get process groups of their own: a terminal's Ctrl-C (sent to its foreground group) reaches only
+the supervisor, which stops them in order. They stay in its session: under the kernel's autogroup
+scheduling (on by default) a session is a CPU-scheduling group, and a child with a session of its own
+would weigh as much as the whole of PostgreSQL when both want more CPU; in one session the children share
+one group, as they share a unit's cgroup under systemd.
+
+When the outbox worker runs in-process (the embedded mode), the first child of each generation runs it
+(two workers for a moment during a reload are fine: claims use SKIP LOCKED).
 """
 
 from __future__ import annotations
@@ -140,7 +145,7 @@ class Supervisor:
             read, write = os.pipe()
             in_process = str(self.config.runs_worker_in_process and n == 0).lower()
             proc = subprocess.Popen([sys.executable, "-m", "server.serve", "--ready-fd", str(write)],
-                                    pass_fds=(write,), start_new_session=True,
+                                    pass_fds=(write,), process_group=0,
                                     env={**self.env, "WORKER_IN_PROCESS": in_process})
             os.close(write)
             pipes[read] = proc

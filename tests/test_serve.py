@@ -47,17 +47,30 @@ def _get(port: int, path: str) -> int:
         return response.status
 
 
-def test_two_workers_share_one_port_and_stop_together_on_sigterm(base_config):
+def _start(base_config, **popen) -> tuple[subprocess.Popen, int]:
+    """`serve --workers 2` on a free port, once both children listen; returns it and the port."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": base_config.database_url, "REDIS_URL": base_config.redis_url,
            "PORT": str(port), "LOG_LEVEL": "warning", "PG_POOL_MIN": "1", "PG_POOL_MAX": "4"}
-    proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--workers", "2"], cwd=ROOT, env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--workers", "2"], cwd=ROOT, env=env, **popen)
+    deadline = time.monotonic() + 30
+    while len(_listening_inodes(port)) < 2:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _stop(proc)
+            pytest.fail("serve exited at start" if proc.returncode else "two listening sockets did not appear")
+        time.sleep(0.1)
+    return proc, port
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def test_two_workers_share_one_port_and_stop_together_on_sigterm(base_config):
+    proc, port = _start(base_config)
     try:
-        deadline = time.monotonic() + 30
-        while len(_listening_inodes(port)) < 2:
-            assert proc.poll() is None, "serve exited at start"
-            assert time.monotonic() < deadline, "two listening sockets did not appear"
-            time.sleep(0.1)
         kids = children(proc.pid)
         assert len(kids) == 2
         listening = _listening_inodes(port)
@@ -72,9 +85,28 @@ def test_two_workers_share_one_port_and_stop_together_on_sigterm(base_config):
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
+
+
+def test_ctrl_c_reaches_only_the_supervisor_and_workers_keep_its_session(base_config):
+    """A terminal's Ctrl-C signals its foreground process group: the workers, each in a group of its own,
+    are not in it, so only the supervisor hears it and stops them in order. They stay in the supervisor's
+    session: with the kernel's autogroup scheduling (on by default) a session is a CPU-scheduling group,
+    and a worker with a session of its own would be weighed against the whole of PostgreSQL as an equal."""
+    proc, port = _start(base_config, process_group=0)  # a group of its own, as a terminal's job would be
+    try:
+        kids = children(proc.pid)
+        assert len(kids) == 2
+        for pid in kids:
+            assert os.getpgid(pid) == pid
+            assert os.getsid(pid) == os.getsid(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(30) == 0  # every worker stopped on the supervisor's request and exited 0
+        for pid in kids:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:
+        _stop(proc)
 
 
 @pytest.mark.parametrize("workers, pool_max, limit, expected", [
