@@ -7,6 +7,7 @@ The canned outputs under tests/data/perf were captured from real 2-second runs a
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -188,6 +189,32 @@ async def test_the_baseline_answers_what_the_service_answers_without_its_layers(
         assert await bare_answer.json() == await served.json(), path
         assert "X-Request-Id" not in bare_answer.headers  # no middleware at all
     assert (await bare.get("/api/users/999999")).status == 404
+
+def test_the_baseline_runs_as_one_session_of_n_processes_and_stops_on_sigterm(base_config, tmp_path):
+    """The runner starts the baseline as perf/stack.py does: one launcher in a new session (one
+    CPU-scheduling group, as the service's workers are), N serving children on one port; SIGTERM stops all."""
+    from perf.stack import start, stop, wait_ready
+    from server.embedded import free_port
+    from tests.faultkit import children
+
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": base_config.database_url, "HOST": "127.0.0.1", "PORT": str(port),
+           "PG_POOL_MIN": "1", "PG_POOL_MAX": "2"}
+    with open(tmp_path / "baseline.log", "wb") as log:
+        proc = start(["-m", "perf.baseline", "--processes", "2"], env, log)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/_baseline", proc, timeout=30)
+        kids = children(proc.pid)
+        assert len(kids) == 2
+        assert os.getsid(proc.pid) == proc.pid != os.getsid(0)
+        assert all(os.getsid(pid) == proc.pid for pid in kids)
+        assert stop(proc) == 0
+        for pid in kids:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:
+        stop(proc, timeout=5)
+
 
 def test_slices_add_up_to_one_measurement_with_the_worst_percentiles():
     a, b = _canned("wrk-health.txt"), _canned("wrk-health.txt")
