@@ -140,9 +140,12 @@ def launch(processes: int) -> int:
 
 def main(argv: list[str]) -> int:
     """`python -m perf.baseline` serves; `python -m perf.baseline --processes N` starts N that do."""
-    if argv[:1] == ["--processes"] and len(argv) == 2:
+    if not argv:
+        return serve()
+    if argv[0] == "--processes" and len(argv) == 2 and argv[1].isdigit() and int(argv[1]) > 0:
         return launch(int(argv[1]))
-    return serve() if not argv else 2
+    print("usage: python -m perf.baseline [--processes N]", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -190,6 +190,7 @@ async def test_the_baseline_answers_what_the_service_answers_without_its_layers(
         assert "X-Request-Id" not in bare_answer.headers  # no middleware at all
     assert (await bare.get("/api/users/999999")).status == 404
 
+
 def test_the_baseline_runs_as_one_session_of_n_processes_and_stops_on_sigterm(base_config, tmp_path):
     """The runner starts the baseline as perf/stack.py does: one launcher in a new session (one
     CPU-scheduling group, as the service's workers are), N serving children on one port; SIGTERM stops all."""

@@ -56,8 +56,9 @@ def _start(base_config, **popen) -> tuple[subprocess.Popen, int]:
     deadline = time.monotonic() + 30
     while len(_listening_inodes(port)) < 2:
         if proc.poll() is not None or time.monotonic() > deadline:
+            reason = "serve exited at start" if proc.poll() is not None else "two listening sockets did not appear"
             _stop(proc)
-            pytest.fail("serve exited at start" if proc.returncode else "two listening sockets did not appear")
+            pytest.fail(reason)
         time.sleep(0.1)
     return proc, port
 
