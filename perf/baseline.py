@@ -125,17 +125,20 @@ def serve() -> int:
 def launch(processes: int) -> int:
     """`processes` serving children in this process's session, which the runner makes a new one: under the
     kernel's autogroup scheduling a session is one CPU-scheduling group, and the service's workers share
-    one too (server/supervisor.py). SIGTERM and SIGINT are passed on; the exit code is the worst child's."""
-    children = [subprocess.Popen([sys.executable, "-m", "perf.baseline"]) for _ in range(processes)]
+    one too (server/supervisor.py). SIGTERM and SIGINT are passed on; exits 0 when every child did, else 1."""
+    children: list[subprocess.Popen] = []
 
     def forward(signum, _frame) -> None:
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
 
-    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGTERM, forward)  # before the first child starts, so none is left behind
     signal.signal(signal.SIGINT, forward)
-    return max(child.wait() for child in children)
+    for _ in range(processes):
+        children.append(subprocess.Popen([sys.executable, "-m", "perf.baseline"]))
+    codes = [child.wait() for child in children]
+    return 0 if all(code == 0 for code in codes) else 1
 
 
 def main(argv: list[str]) -> int:
