@@ -24,13 +24,13 @@ from time import perf_counter
 
 from aiohttp import web
 
-from .cache import Policy, serving_cache, with_etag
+from .cache import CACHE, Cache, Policy, with_etag
 from .config import Config
 from .deadlines import Deadlines
 from .errors import REQUEST_ID, RESPONSE_HEADERS, ServiceUnavailable, error_response, failure_response, request_id_of
 from .guards import ANYONE, Guard, authorize
 from .observe import CLIENT_GONE, Observer
-from .ratelimit import admit
+from .ratelimit import ASK, LIMITER, Limiter, admit, admit_now
 
 UNMATCHED = "unmatched"  # the metrics label of requests that matched no route, or no method of their path
 
@@ -42,13 +42,20 @@ class Pipeline:
         self.request_timeout = config.request_timeout
         self.in_flight = 0
         self.deadlines = Deadlines()
+        # The app's, once it has started (its cleanup contexts make them); an app may have neither.
+        self.limiter: Limiter | None = None
+        self.cache: Cache | None = None
+        app.on_startup.append(self._started)
+
+    async def _started(self, app: web.Application) -> None:
+        self.limiter, self.cache = app.get(LIMITER), app.get(CACHE)
 
     def wrap(self, handler, label: str, guard: Guard = ANYONE, policy: Policy | None = None,
              preflight: bool = True):
         """`handler` behind the whole request path. `label` names the route in metrics and the access log
         (its template); `policy` caches its answers; `preflight` is False where no route exists."""
         pipeline, observer, deadlines = self, self.observer, self.deadlines
-        metrics = observer.metrics
+        metrics, access_log = observer.metrics, observer.access_log
         cors = observer.cors and preflight
         max_in_flight, timeout = self.max_in_flight, self.request_timeout
 
@@ -67,11 +74,14 @@ class Pipeline:
                         pipeline.in_flight += 1
                         try:
                             with deadlines.limit(timeout):
-                                fields = await admit(request)  # RateLimit fields, or 429
+                                fields = admit_now(request, pipeline.limiter)  # RateLimit fields, or 429
+                                if fields is ASK:
+                                    fields = await admit(request)
                                 authorize(request, guard)  # 401 or 403
                                 if policy is None:
                                     response = await handler(request)
-                                elif (cache := serving_cache(request, policy)) is not None:
+                                elif (cache := pipeline.cache) is not None and cache.enabled \
+                                        and not policy.personal(request):
                                     response = await cache.get(request, policy, handler)
                                 else:
                                     response = with_etag(request, await handler(request))
@@ -102,9 +112,12 @@ class Pipeline:
                 status = CLIENT_GONE
                 raise
             finally:
+                seconds = perf_counter() - start
                 if metrics is not None:
                     metrics.in_flight -= 1
-                observer.record(request, label, status, perf_counter() - start)
+                    metrics.observe(request.method, label, status, seconds)
+                if access_log:
+                    observer.log_access(request, label, status, seconds)
 
         return handle
 

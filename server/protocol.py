@@ -41,7 +41,7 @@ class Limits:
 
 
 class Connection(RequestHandler):
-    __slots__ = ("head_deadline", "head_started", "body", "body_deadline")
+    __slots__ = ("head_deadline", "head_started", "body", "body_deadline", "client_key")
 
     def __init__(self, manager: ConnectionServer, **kwargs) -> None:
         super().__init__(manager, **kwargs)
@@ -49,6 +49,7 @@ class Connection(RequestHandler):
         self.head_started = False  # bytes of a head arrived and it is not complete yet
         self.body = None  # the payload still arriving, and its deadline
         self.body_deadline: float | None = None
+        self.client_key: str | None = None  # the rate limiter's key for the peer (server/ratelimit.py)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)

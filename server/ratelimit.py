@@ -112,6 +112,7 @@ class Limiter:
         self._default_args = ("", *default)
         self._login_args = {2: ("", *default, *login), 3: ("", *default, *login, *login)}
         self._default_policy = self.default.field
+        self._interval, self._span = default  # read per request: the properties compute them
         self.share_cap = min(SHARE_MAX, self.default.count // SHARE_PART)
         self.shares: dict[str, Share] = {}
         self._login_policy = f"{self.default.field}, {self.login.field}"
@@ -154,6 +155,29 @@ class Limiter:
         share = self.shares.get(client)
         return self._take(share) if share is not None else None
 
+    def fields_from_share(self, client: str) -> dict[str, str] | None:
+        """from_share()'s fields alone (a share's units are granted, never refused): admit_now()'s path."""
+        share = self.shares.get(client)
+        if share is not None and share.units:
+            now = time.monotonic()
+            if now < share.expires:
+                share.units -= 1
+                return self._share_fields(share, now)
+        return None
+
+    def client_of(self, request: web.Request) -> str:
+        """The key `request`'s client is limited by (server/clientip.py). Without trusted proxies it is the
+        connection's peer, so it is worked out once per connection (server/protocol.py keeps it)."""
+        if self.client_ip.trusted:  # X-Forwarded-For may change from one request to the next
+            return self.client_ip.resolve(request.remote, request.headers)
+        connection = request.protocol
+        key = getattr(connection, "client_key", None)
+        if key is None:
+            key = self.client_ip.resolve(request.remote, request.headers)
+            if hasattr(connection, "client_key"):
+                connection.client_key = key
+        return key
+
     def _take(self, share: Share) -> Decision | None:
         """A unit of the share while it lasts; a share past its time is given up, and the next halved."""
         if share.units:
@@ -187,13 +211,15 @@ class Limiter:
                     waiter.set_result(refused)
 
     def _from_share(self, share: Share, now: float) -> Decision:
+        return Decision(True, 1, self._share_fields(share, now))
+
+    def _share_fields(self, share: Share, now: float) -> dict[str, str]:
         """The fields as if each request had been decided alone: the share's unsent requests are still
         the client's to send."""
-        interval = self.default.interval
-        reset = share.tat - share.units * interval - int(now * 1_000_000)
-        remaining = (self.default.span - reset) // interval
-        return Decision(True, 1, {"RateLimit-Policy": self._default_policy,
-                                  "RateLimit": f'"default";r={max(remaining, 0)};t={_seconds(max(reset, 0))}'})
+        interval = self._interval
+        reset = max(share.tat - share.units * interval - int(now * 1_000_000), 0)
+        remaining = max((self._span - reset) // interval, 0)
+        return {"RateLimit-Policy": self._default_policy, "RateLimit": f'"default";r={remaining};t={-(-reset // 1_000_000)}'}
 
     def _decision(self, wait: int, remaining: int, reset: int) -> Decision:
         fields = {"RateLimit-Policy": self._default_policy,
@@ -247,6 +273,24 @@ async def _login_email(request: web.Request) -> tuple[str | None, web.HTTPExcept
     return email.strip().lower(), None
 
 
+ASK = object()  # admit_now(): the decision needs admit()
+
+
+def admit_now(request: web.Request, limiter: Limiter | None) -> dict[str, str] | None | object:
+    """admit() without a coroutine, for what a process decides alone: None outside /api/, with the limiter
+    off or with none in the app, the fields of a unit of the client's share; ASK when the decision needs Redis (await admit()).
+    server/pipeline.py runs this first: most requests of a busy client come from its share."""
+    if limiter is None or not limiter.enabled or not request.path.startswith("/api/"):
+        return None
+    if not limiter.shares or request.path == LOGIN_PATH:
+        return ASK
+    fields = limiter.fields_from_share(limiter.client_of(request))
+    if fields is None:
+        return ASK
+    request[RESPONSE_HEADERS] = fields
+    return fields
+
+
 async def admit(request: web.Request) -> dict[str, str] | None:
     """Counts one /api/ request: its RateLimit fields, or RateLimited (429). None outside /api/ or with
     the limiter off. Run first by server/pipeline.py, whatever the answer will be.
@@ -257,7 +301,7 @@ async def admit(request: web.Request) -> dict[str, str] | None:
     limiter = request.app[LIMITER]
     if not limiter.enabled or not request.path.startswith("/api/"):
         return None
-    client = limiter.client_ip.resolve(request.remote, request.headers)
+    client = limiter.client_of(request)
     body_error = None
     if request.path == LOGIN_PATH and request.method == "POST":
         email, body_error = await _login_email(request)

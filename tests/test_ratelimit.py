@@ -421,7 +421,7 @@ async def test_disabled_limiter_neither_limits_nor_shows_fields(aiohttp_client, 
 
 # --- shares: many requests of one client through one process ------------------------------------------
 
-async def _limiter(base_config, rate: str, servers=None):
+async def _limiter(base_config, rate: str, servers=None, **settings):
     """A Limiter on the test Redis (or on a server of the test's own), as ratelimit_ctx builds it."""
     from server.breaker import Breaker
     from server.ratelimit import Limiter
@@ -429,7 +429,7 @@ async def _limiter(base_config, rate: str, servers=None):
     from server.redisdb import create_client
     from server.resp import RespConnection
     url = servers().url if servers else base_config.redis_url
-    config = Config(redis_url=url, rate_limit=rate)
+    config = Config(redis_url=url, rate_limit=rate, **settings)
     client = create_client(url, 4)
     batcher = ScriptBatcher(client, Breaker(timeout=0.5, failures=3, reset=1), RespConnection(url))
     return Limiter(config, client, batcher), client, batcher
@@ -526,3 +526,52 @@ async def test_an_unused_share_is_given_up_and_halved(base_config, db, monkeypat
     finally:
         batcher.close()
         await client.aclose()
+
+
+async def test_a_share_never_reports_more_than_the_quota_left(base_config, db):
+    """Once the client's time in Redis is past, the share's fields say the whole quota and no wait:
+    r is at most q, and t is 0."""
+    from server.ratelimit import Share
+    limiter, client, batcher = await _limiter(base_config, "100000/1h")
+    try:
+        share = Share()
+        now = 1000.0
+        share.units, share.tat = 3, int(now * 1_000_000) - 10 * limiter.default.interval
+        fields = limiter._share_fields(share, now)  # noqa: SLF001
+        state = dict(http_sf.parse(fields["RateLimit"].encode(), tltype="list"))
+        assert state == {"default": {"r": 100000, "t": 0}}
+    finally:
+        batcher.close()
+        await client.aclose()
+
+
+class _Connection:
+    """What the limiter reads of server/protocol.py's Connection."""
+
+    client_key = None
+
+
+class _Request:
+    def __init__(self, connection, remote: str, forwarded: str | None = None) -> None:
+        self.protocol, self.remote = connection, remote
+        self.headers = CIMultiDict({"X-Forwarded-For": forwarded} if forwarded else {})
+
+
+async def test_the_client_is_worked_out_once_per_connection_unless_proxies_are_trusted(base_config, db):
+    limiter, client, batcher = await _limiter(base_config, "100000/1h")
+    proxied, client2, batcher2 = await _limiter(base_config, "100000/1h", trusted_proxies="10.0.0.0/8")
+    try:
+        connection = _Connection()
+        assert limiter.client_of(_Request(connection, "::ffff:10.1.2.3")) == "10.1.2.3"
+        assert connection.client_key == "10.1.2.3"
+        # Later requests of the connection take the kept key.
+        assert limiter.client_of(_Request(connection, "::ffff:10.1.2.3", "198.51.100.9")) == "10.1.2.3"
+        # Behind a trusted proxy each request names its client, and nothing is kept.
+        connection = _Connection()
+        assert proxied.client_of(_Request(connection, "10.0.0.1", "198.51.100.7")) == "198.51.100.7"
+        assert proxied.client_of(_Request(connection, "10.0.0.1", "198.51.100.8")) == "198.51.100.8"
+        assert connection.client_key is None
+    finally:
+        for batcher_, client_ in ((batcher, client), (batcher2, client2)):
+            batcher_.close()
+            await client_.aclose()
