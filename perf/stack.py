@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # Limits far above any load this machine can offer: the limiter runs (its Redis script and headers on
 # every request, as in production) but never refuses.
 RAISED_LIMIT = "1000000000/1m"
-# Settings the service needs when DATABASE_URL is set (production mode) that a run cannot derive,
-# e.g. the signing key's variable once auth lands; `--env KEY=VALUE` adds more per run.
-SERVICE_ENV: dict[str, str] = {}
+# Settings of every run's service beyond production's defaults: no access log (a line per request is
+# the log pipeline's load, not the API's); `--env KEY=VALUE` adds more per run.
+SERVICE_ENV: dict[str, str] = {"ACCESS_LOG": "false"}
 
 
 def wait_ready(url: str, proc: subprocess.Popen | None, timeout: float = 60) -> None:

@@ -187,10 +187,11 @@ def _entry_key(request: web.Request, policy: Policy) -> str:
 
 def with_etag(request: web.Request, response: web.Response) -> web.Response:
     """An uncached answer gets the same ETag and 304 treatment as a cached one."""
-    if response.status != 200 or not isinstance(response.body, bytes):
+    body = response.body
+    if not isinstance(body, bytes) or response.status != 200:
         return response
-    tag = etag_tag(response.body)
-    if matches(request.headers.get("If-None-Match"), tag):
+    tag = etag_tag(body)
+    if (given := request.headers.get("If-None-Match")) is not None and matches(given, tag):
         return web.Response(status=304, headers={"ETag": tag})
     response.headers["ETag"] = tag
     return response

@@ -58,6 +58,7 @@ class Pipeline:
         metrics, access_log = observer.metrics, observer.access_log
         cors = observer.cors and preflight
         max_in_flight, timeout = self.max_in_flight, self.request_timeout
+        check_caller = guard is not ANYONE  # else only a given Authorization is checked (and may be refused)
 
         async def handle(request: web.Request) -> web.StreamResponse:
             start = perf_counter()
@@ -77,7 +78,8 @@ class Pipeline:
                                 fields = admit_now(request, pipeline.limiter)  # RateLimit fields, or 429
                                 if fields is ASK:
                                     fields = await admit(request)
-                                authorize(request, guard)  # 401 or 403
+                                if check_caller or "Authorization" in request.headers:
+                                    authorize(request, guard)  # 401 or 403
                                 if policy is None:
                                     response = await handler(request)
                                 elif (cache := pipeline.cache) is not None and cache.enabled \

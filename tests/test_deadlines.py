@@ -26,11 +26,24 @@ async def test_a_block_in_time_is_left_alone_and_the_watcher_stops():
     with limits.limit(1):
         await asyncio.sleep(0.01)
     assert not limits.entries
-    await asyncio.sleep(2 * deadlines.RESOLUTION)
-    assert limits._watcher.done()  # nothing to watch: no task left behind
+    await asyncio.sleep((deadlines.IDLE_CHECKS + 2) * deadlines.RESOLUTION)
+    assert limits._watcher.done()  # nothing to watch for a while: no task left behind
     with pytest.raises(TimeoutError):  # and the next deadline starts it again
         with limits.limit(0.05):
             await asyncio.sleep(1)
+
+
+async def test_blocks_that_never_wait_share_one_watcher():
+    """A request that never waits (a 404, /healthz) is over before the watcher first looks: the watcher
+    stays for the next ones instead of ending, and each of them starting a task of its own."""
+    limits = Deadlines()
+    watchers = set()
+    for _ in range(20):
+        with limits.limit(1):
+            pass
+        watchers.add(limits._watcher)
+        await asyncio.sleep(0)  # the watcher's turn: it finds nothing to watch
+    assert len(watchers) == 1
 
 
 async def test_nested_deadlines_each_raise_their_own_timeout_and_other_cancellations_pass():
