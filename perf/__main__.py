@@ -1,4 +1,4 @@
-"""`python -m perf run | layers | compare`: the load-test runner's command line (see perf/README.md)."""
+"""`python -m perf run | layers | inprocess | compare`: the load-test runner's command line (see perf/README.md)."""
 
 from __future__ import annotations
 
@@ -77,7 +77,14 @@ def parser() -> argparse.ArgumentParser:
     layers.add_argument("--connections", type=int, default=d.connections)
     layers.add_argument("--var", type=Path, default=d.var)
     layers.add_argument("--env", type=_env, action="append", default=[],
-                        help="KEY=VALUE for the service, repeatable (LOG_LEVEL=info: what the access log costs)")
+                        help="KEY=VALUE for the service, repeatable (ACCESS_LOG=true and LOG_LEVEL=info: what the "
+                             "access log costs)")
+    inproc = commands.add_parser("inprocess", help="CPU per request of both apps in one process, reads replayed")
+    inproc.add_argument("paths", nargs="*", help="GET paths (default: as layers)")
+    inproc.add_argument("--scale", type=lambda v: int(float(v)), default=d.scale)
+    inproc.add_argument("--requests", type=int, default=10_000, help="requests per round and app (10,000)")
+    inproc.add_argument("--rounds", type=int, default=7, help="alternating rounds per path (7)")
+    inproc.add_argument("--var", type=Path, default=d.var)
     cmp = commands.add_parser("compare", help="print two finished runs side by side")
     cmp.add_argument("old", type=Path)
     cmp.add_argument("new", type=Path)
@@ -93,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         layers.run(args.paths or layers.DEFAULT_PATHS, scale=args.scale, workers=args.workers, cache=args.cache,
                    rounds=args.rounds, seconds=args.seconds, connections=args.connections, var=args.var,
                    env=dict(args.env))
+        return 0
+    if args.command == "inprocess":
+        from . import inprocess, layers
+        inprocess.run(args.paths or layers.DEFAULT_PATHS, scale=args.scale, requests=args.requests,
+                      rounds=args.rounds, var=args.var)
         return 0
     if args.command == "compare":
         old, new = (json.loads((f / "report.json").read_text()) for f in (args.old, args.new))

@@ -129,6 +129,11 @@ class Stack:
                 "PORT": str(port), "LOG_LEVEL": "warning", "LOG_FORMAT": "json", "VAR_DIR": str(self.tmp_dir / "var"),
                 "PG_POOL_MIN": str(low), "PG_POOL_MAX": str(high), **extra}
 
+    def service_env(self, extra: dict[str, str], port: int, run_db: str = RUN_DB) -> dict[str, str]:
+        """The service's environment: production's settings on this stack, with the run's raised limits."""
+        return self._env(port, {"RATE_LIMIT": RAISED_LIMIT, "RATE_LIMIT_LOGIN": RAISED_LIMIT, **SERVICE_ENV, **extra},
+                         run_db)
+
     def _procs_at(self, port: int, proc: subprocess.Popen) -> str:
         url = f"http://127.0.0.1:{port}"
         self._procs[url] = proc
@@ -144,8 +149,7 @@ class Stack:
     def service(self, extra: dict[str, str], run_db: str = RUN_DB) -> Iterator[str]:
         """`python -m server serve --workers N` as in production, on `run_db`; yields its base URL."""
         port = free_port()
-        env = self._env(port, {"RATE_LIMIT": RAISED_LIMIT, "RATE_LIMIT_LOGIN": RAISED_LIMIT, **SERVICE_ENV, **extra},
-                        run_db)
+        env = self.service_env(extra, port, run_db)
         self.logs.mkdir(parents=True, exist_ok=True)
         with open(self.logs / f"service-{port}.log", "ab") as log_file:
             proc = start(["-m", "server", "serve", "--workers", str(self.workers)], env, log_file)

@@ -219,7 +219,7 @@ class Limiter:
         interval = self._interval
         reset = max(share.tat - share.units * interval - int(now * 1_000_000), 0)
         remaining = max((self._span - reset) // interval, 0)
-        return {"RateLimit-Policy": self._default_policy, "RateLimit": f'"default";r={remaining};t={-(-reset // 1_000_000)}'}
+        return {"RateLimit-Policy": self._default_policy, "RateLimit": f'"default";r={remaining};t={_seconds(reset)}'}
 
     def _decision(self, wait: int, remaining: int, reset: int) -> Decision:
         fields = {"RateLimit-Policy": self._default_policy,
@@ -278,8 +278,8 @@ ASK = object()  # admit_now(): the decision needs admit()
 
 def admit_now(request: web.Request, limiter: Limiter | None) -> dict[str, str] | None | object:
     """admit() without a coroutine, for what a process decides alone: None outside /api/, with the limiter
-    off or with none in the app, the fields of a unit of the client's share; ASK when the decision needs Redis (await admit()).
-    server/pipeline.py runs this first: most requests of a busy client come from its share."""
+    off or with none in the app; the fields of a unit of the client's share; else ASK: the decision needs
+    Redis, and server/pipeline.py awaits admit(). Most requests of a busy client come from its share."""
     if limiter is None or not limiter.enabled or not request.path.startswith("/api/"):
         return None
     if not limiter.shares or request.path == LOGIN_PATH:

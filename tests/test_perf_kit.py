@@ -191,6 +191,30 @@ async def test_the_baseline_answers_what_the_service_answers_without_its_layers(
     assert (await bare.get("/api/users/999999")).status == 404
 
 
+async def test_inprocess_measures_both_apps_on_reads_the_database_answered_once(client, alice, db, base_config,
+                                                                                 make_config, monkeypatch):
+    """`perf inprocess`: both apps answer 200 from replayed reads (each distinct statement read from PostgreSQL
+    once), and a path that does not answer 200 is refused rather than measured."""
+    from perf import baseline, inprocess
+    from server.app import create_app
+
+    monkeypatch.setenv("DATABASE_URL", base_config.database_url)
+    monkeypatch.setenv("PG_POOL_MIN", "1")
+    monkeypatch.setenv("PG_POOL_MAX", "2")
+    await client.post("/api/posts", json={"title": "Post", "body": "Text", "tags": ["news"]}, headers=alice.headers)
+    settings = {"rate_limit": "1000000000/1m", "cache_enabled": False, "access_log": False}
+    paths = ["/api/tags", f"/api/users/{alice.id}"]
+    with inprocess.replayed_reads() as answers:
+        costs = await inprocess.measure(create_app(make_config(**settings)), baseline.create_app(), paths,
+                                        requests=100, rounds=3)
+        assert [c.path for c in costs] == paths
+        assert all(c.service_us > 0 and c.baseline_us > 0 for c in costs)
+        assert len(answers) == 2  # the same statement and arguments on both sides: one read each
+        with pytest.raises(RuntimeError, match="measure a 200"):
+            await inprocess.measure(create_app(make_config(**settings)), baseline.create_app(), ["/api/users/999999"],
+                                    requests=50, rounds=1)
+
+
 def test_the_baseline_runs_as_one_session_of_n_processes_and_stops_on_sigterm(base_config, tmp_path):
     """The runner starts the baseline as perf/stack.py does: one launcher in a new session (one
     CPU-scheduling group, as the service's workers are), N serving children on one port; SIGTERM stops all."""
