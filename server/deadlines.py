@@ -29,7 +29,10 @@ class _Limit:
 
     def __enter__(self) -> _Limit:
         self.cancelling = self.task.cancelling()
-        self.owner.add(self)
+        owner = self.owner
+        owner.entries.add(self)
+        if owner.watcher is None or owner.watcher.done():
+            owner.watcher = self.task.get_loop().create_task(owner.watch())
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -42,7 +45,7 @@ class _Limit:
 class Deadlines:
     def __init__(self) -> None:
         self.entries: set[_Limit] = set()
-        self._watcher: asyncio.Task | None = None
+        self.watcher: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def limit(self, seconds: float) -> _Limit:
@@ -54,12 +57,8 @@ class Deadlines:
             loop = self._loop = asyncio.get_running_loop()
         return _Limit(self, loop, seconds)
 
-    def add(self, limit: _Limit) -> None:
-        self.entries.add(limit)
-        if self._watcher is None or self._watcher.done():
-            self._watcher = limit.task.get_loop().create_task(self._watch())
-
-    async def _watch(self) -> None:
+    async def watch(self) -> None:
+        """Cancels the tasks whose deadline passed; started by the first deadline, and again after it ended."""
         loop = asyncio.get_running_loop()
         idle = 0
         while idle < IDLE_CHECKS:  # ends when nothing had a deadline for a while; the next one starts it again

@@ -217,9 +217,12 @@ class Limiter:
         """The fields as if each request had been decided alone: the share's unsent requests are still
         the client's to send."""
         interval = self._interval
-        reset = max(share.tat - share.units * interval - int(now * 1_000_000), 0)
-        remaining = max((self._span - reset) // interval, 0)
-        return {"RateLimit-Policy": self._default_policy, "RateLimit": f'"default";r={remaining};t={_seconds(reset)}'}
+        reset = share.tat - share.units * interval - int(now * 1_000_000)
+        if reset < 0:  # the client's time in Redis is past: the whole quota
+            reset = 0
+        remaining = (self._span - reset) // interval
+        return {"RateLimit-Policy": self._default_policy,
+                "RateLimit": f'"default";r={remaining if remaining > 0 else 0};t={-(-reset // 1_000_000)}'}
 
     def _decision(self, wait: int, remaining: int, reset: int) -> Decision:
         fields = {"RateLimit-Policy": self._default_policy,

@@ -27,7 +27,7 @@ async def test_a_block_in_time_is_left_alone_and_the_watcher_stops():
         await asyncio.sleep(0.01)
     assert not limits.entries
     await asyncio.sleep((deadlines.IDLE_CHECKS + 2) * deadlines.RESOLUTION)
-    assert limits._watcher.done()  # nothing to watch for a while: no task left behind
+    assert limits.watcher.done()  # nothing to watch for a while: no task left behind
     with pytest.raises(TimeoutError):  # and the next deadline starts it again
         with limits.limit(0.05):
             await asyncio.sleep(1)
@@ -41,7 +41,7 @@ async def test_blocks_that_never_wait_share_one_watcher():
     for _ in range(20):
         with limits.limit(1):
             pass
-        watchers.add(limits._watcher)
+        watchers.add(limits.watcher)
         await asyncio.sleep(0)  # the watcher's turn: it finds nothing to watch
     assert len(watchers) == 1
 
