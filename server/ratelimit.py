@@ -137,8 +137,8 @@ class Limiter:
                 self._prune(time.monotonic())
             share = self.shares[client] = Share()
         while True:
-            if decision := self._take(share):
-                return decision
+            if fields := self._take(share):
+                return Decision(True, 1, fields)
             if share.waiting is None:
                 return await self._fetch(share, keys)
             # Another request of this client is fetching a share: wait for it rather than ask Redis too.
@@ -149,21 +149,11 @@ class Limiter:
             if refused is not None:
                 return refused
 
-    def from_share(self, client: str) -> Decision | None:
-        """The decision for one request of `client` from its share, without a coroutine; None when it
-        has none left (check() then decides)."""
+    def from_share(self, client: str) -> dict[str, str] | None:
+        """The fields of one request of `client` admitted from its share, without a coroutine (a share's
+        units are granted, never refused); None when it has none left (check() then decides)."""
         share = self.shares.get(client)
         return self._take(share) if share is not None else None
-
-    def fields_from_share(self, client: str) -> dict[str, str] | None:
-        """from_share()'s fields alone (a share's units are granted, never refused): admit_now()'s path."""
-        share = self.shares.get(client)
-        if share is not None and share.units:
-            now = time.monotonic()
-            if now < share.expires:
-                share.units -= 1
-                return self._share_fields(share, now)
-        return None
 
     def client_of(self, request: web.Request) -> str:
         """The key `request`'s client is limited by (server/clientip.py). Without trusted proxies it is the
@@ -178,13 +168,14 @@ class Limiter:
                 connection.client_key = key
         return key
 
-    def _take(self, share: Share) -> Decision | None:
-        """A unit of the share while it lasts; a share past its time is given up, and the next halved."""
+    def _take(self, share: Share) -> dict[str, str] | None:
+        """A unit of the share while it lasts, as its fields; a share past its time is given up, and the
+        next halved."""
         if share.units:
             now = time.monotonic()
             if now < share.expires:
                 share.units -= 1
-                return self._from_share(share, now)
+                return self._share_fields(share, now)
             share.units, share.size = 0, max(1, share.size // 2)  # given up: the client sent fewer
         return None
 
@@ -203,15 +194,12 @@ class Limiter:
             share.tat = int(now * 1_000_000) + reset
             if used_up or len(waiting) >= share.size:
                 share.size = min(self.share_cap, max(share.size * 2, len(waiting) + 1))
-            return self._from_share(share, now)
+            return Decision(True, 1, self._share_fields(share, now))
         finally:
             share.waiting = None
             for waiter in waiting:
                 if not waiter.done():
                     waiter.set_result(refused)
-
-    def _from_share(self, share: Share, now: float) -> Decision:
-        return Decision(True, 1, self._share_fields(share, now))
 
     def _share_fields(self, share: Share, now: float) -> dict[str, str]:
         """The fields as if each request had been decided alone: the share's unsent requests are still
@@ -222,7 +210,7 @@ class Limiter:
             reset = 0
         remaining = (self._span - reset) // interval
         return {"RateLimit-Policy": self._default_policy,
-                "RateLimit": f'"default";r={remaining if remaining > 0 else 0};t={-(-reset // 1_000_000)}'}
+                "RateLimit": f'"default";r={remaining if remaining > 0 else 0};t={_seconds(reset)}'}
 
     def _decision(self, wait: int, remaining: int, reset: int) -> Decision:
         fields = {"RateLimit-Policy": self._default_policy,
@@ -287,7 +275,7 @@ def admit_now(request: web.Request, limiter: Limiter | None) -> dict[str, str] |
         return None
     if not limiter.shares or request.path == LOGIN_PATH:
         return ASK
-    fields = limiter.fields_from_share(limiter.client_of(request))
+    fields = limiter.from_share(limiter.client_of(request))
     if fields is None:
         return ASK
     request[RESPONSE_HEADERS] = fields
@@ -310,7 +298,8 @@ async def admit(request: web.Request) -> dict[str, str] | None:
         email, body_error = await _login_email(request)
         decision = await limiter.check_login(client, email)
     else:
-        decision = limiter.from_share(client) or await limiter.check(client)
+        fields = limiter.from_share(client)
+        decision = Decision(True, 1, fields) if fields else await limiter.check(client)
     request[RESPONSE_HEADERS] = decision.fields
     if not decision.allowed:
         limiter.refused += 1

@@ -25,8 +25,7 @@ def raw(body: bytes, status: int = 200, headers: Mapping[str, str] | None = None
 
 def data_text(data: str, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     """`{"data": ...}` around a resource PostgreSQL built as JSON text."""
-    return web.Response(body=b'{"data":' + data.encode() + b"}", status=status, content_type="application/json",
-                        headers=headers)
+    return raw(b'{"data":' + data.encode() + b"}", status, headers)
 
 
 def public_user(row: Mapping) -> dict:
