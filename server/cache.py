@@ -9,6 +9,11 @@ simply expire.
 
 If a bump cannot reach Redis, the process bumps the epoch as soon as Redis answers again (retrying in
 the background), which retires every entry: nothing stale outlives an outage by more than that.
+
+Each process also holds a copy of the entries it served last (HELD_BYTES at most). The lookup still asks
+Redis every time, with the copy's key and ETag: when the entry in Redis is that very one, Redis answers
+`1` instead of the body, and the copy is served. Coherence and lifetimes stay Redis's; only the bytes of
+a hit stop crossing the connection twice.
 """
 
 from __future__ import annotations
@@ -29,11 +34,13 @@ from .redisdb import REDIS, REDIS_BREAKER, REDIS_SCRIPTS
 
 log = logging.getLogger("server.cache")
 
-# KEYS: the version keys; ARGV[1]: the entry's key without versions. Returns {key, entry or false}.
+# KEYS: the version keys; ARGV[1]: the entry's key without versions; ARGV[2], ARGV[3]: the key and ETag
+# of the copy the caller holds, or ''. Returns {key, 1} when that copy is the entry, else {key, entry or false}.
 LOOKUP = """
 local versions = redis.call('MGET', unpack(KEYS))
 for i = 1, #KEYS do versions[i] = versions[i] or '0' end
 local key = ARGV[1] .. '@' .. table.concat(versions, '.')
+if key == ARGV[2] and redis.call('GETRANGE', key, 0, 25) == ARGV[3] then return {key, 1} end
 return {key, redis.call('GET', key)}
 """
 # KEYS: version keys to advance; ARGV[1]: their time to live.
@@ -49,6 +56,7 @@ STORE = "return redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])"
 EPOCH = "cv:epoch"
 ETAG_LENGTH = 26  # '"' + 24 hex digits + '"', stored in front of the body
 BUILT_GRACE = 1.0  # seconds a finished build still answers this process's late misses
+HELD_BYTES = 32 * 2**20  # bodies of the entries this process served last, kept to spare Redis sending them
 
 
 def etag_tag(body: bytes) -> str:
@@ -105,6 +113,8 @@ class Cache:
         self.bump_script = client.register_script(BUMP)
         self.store_script = client.register_script(STORE)
         self._building: dict[str, asyncio.Future] = {}
+        self._held: dict[str, tuple[bytes, bytes, bytes]] = {}  # entry key without versions: key, ETag, body
+        self._held_bytes = 0
         self._epoch_task: asyncio.Task | None = None
         # Counters for the metrics endpoint.
         self.hits = self.misses = self.rebuilds = self.waits = self.bypasses = 0
@@ -112,14 +122,21 @@ class Cache:
     async def get(self, request: web.Request, policy: Policy, handler) -> web.Response:
         base = _entry_key(request, policy)
         versions = [EPOCH] + [f"cv:{d}" for d in policy.depends(request)]
+        held = self._held.get(base)
         try:
-            key, entry = await self.scripts.run(self.lookup_script, versions, [base])
+            key, entry = await self.scripts.run(
+                self.lookup_script, versions, [base, held[0], held[1]] if held else [base, b"", b""])
         except RedisUnavailable:
             self.bypasses += 1
             return with_etag(request, await handler(request))
+        if entry == 1:  # the copy held here is the entry
+            self.hits += 1
+            return respond(request, held[1], held[2])
         if entry:
             self.hits += 1
-            return respond(request, entry[:ETAG_LENGTH], entry[ETAG_LENGTH:])
+            etag, body = entry[:ETAG_LENGTH], entry[ETAG_LENGTH:]
+            self._hold(base, key, etag, body)
+            return respond(request, etag, body)
         self.misses += 1
         if (building := self._building.get(key)) is not None:
             # Someone in this process is building (or has just built) this entry: take theirs.
@@ -128,9 +145,18 @@ class Cache:
             if built is not None:
                 return respond(request, *built)
             return with_etag(request, await handler(request))
-        return await self._build(request, handler, key)
+        return await self._build(request, handler, base, key)
 
-    async def _build(self, request: web.Request, handler, key: str) -> web.Response:
+    def _hold(self, base: str, key: bytes, etag: bytes, body: bytes) -> None:
+        """Keep a copy of an entry, forgetting the oldest copies beyond HELD_BYTES."""
+        if (old := self._held.pop(base, None)) is not None:
+            self._held_bytes -= len(old[2])
+        self._held[base] = (key, etag, body)
+        self._held_bytes += len(body)
+        while self._held_bytes > HELD_BYTES:
+            self._held_bytes -= len(self._held.pop(next(iter(self._held)))[2])
+
+    async def _build(self, request: web.Request, handler, base: str, key: bytes) -> web.Response:
         future = self._building[key] = asyncio.get_running_loop().create_future()
         built = None
         try:
@@ -143,6 +169,7 @@ class Cache:
                 await self.scripts.run(self.store_script, [key], [built[0] + built[1], self.ttl])
             except RedisUnavailable:
                 pass  # answered all the same; the next request tries again
+            self._hold(base, key, *built)
             return respond(request, *built)
         finally:
             future.set_result(built)

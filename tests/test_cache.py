@@ -10,7 +10,9 @@ import signal
 import pytest
 
 from server.app import create_app
-from server.cache import CACHE, matches
+from server import cache as cache_module
+from server.cache import CACHE, etag_of, matches
+from server.redisdb import REDIS
 from tests.conftest import actor
 
 
@@ -196,3 +198,43 @@ async def test_randomised_callers_on_cached_routes_get_the_answer_meant_for_them
         body = await (await client.get(view, headers=headers)).read()
         assert answers.setdefault(view, body) == body
         assert b"@example.com" not in body
+
+
+async def test_a_held_copy_is_served_only_while_it_is_the_entry_in_redis(aiohttp_client, config, db,
+                                                                         monkeypatch):
+    """Each process keeps the bodies it served, but Redis still decides every hit: an entry rewritten in
+    Redis (a rebuild after expiry, once the database changed behind the API's back) or gone from it is
+    never answered from the copy."""
+    monkeypatch.setattr(cache_module, "BUILT_GRACE", 0.05)  # a build's own grace is not under test here
+    client = await aiohttp_client(create_app(config))
+    app = client.server.app
+    cat = await actor(client, db, "cat")
+    path = f"/api/users/{cat.id}"
+    first = await (await client.get(path)).read()
+    assert await (await client.get(path)).read() == first
+    assert app[CACHE].hits == 1
+    redis = app[REDIS]
+    [key] = [key async for key in redis.scan_iter("c:*")]
+    other = b'{"data": "rebuilt elsewhere"}'
+    await redis.set(key, etag_of(other) + other)
+    response = await client.get(path)
+    assert await response.read() == other and response.headers["ETag"] == etag_of(other).decode()
+    await db.execute("UPDATE users SET bio = 'changed behind the API' WHERE id = $1", cat.id)
+    await redis.delete(key)
+    await asyncio.sleep(0.1)
+    assert (await (await client.get(path)).json())["data"]["bio"] == "changed behind the API"
+
+
+async def test_held_copies_stay_within_their_byte_budget(aiohttp_client, config, db, monkeypatch):
+    monkeypatch.setattr(cache_module, "HELD_BYTES", 600)
+    client = await aiohttp_client(create_app(config))
+    cache = client.server.app[CACHE]
+    people = [await actor(client, db, f"person{i}") for i in range(6)]
+    for who in people:
+        for _ in range(2):
+            assert (await client.get(f"/api/users/{who.id}")).status == 200
+    assert 0 < cache._held_bytes <= 600  # noqa: SLF001 - the bound under test
+    assert cache._held_bytes == sum(len(body) for _, _, body in cache._held.values())  # noqa: SLF001
+    assert len(cache._held) < len(people)  # noqa: SLF001 - the oldest copies were forgotten
+    again = await client.get(f"/api/users/{people[0].id}")
+    assert (await again.json())["data"]["id"] == people[0].id
