@@ -12,8 +12,8 @@ the background), which retires every entry: nothing stale outlives an outage by 
 
 Each process also holds a copy of the entries it served last (HELD_BYTES at most). The lookup still asks
 Redis every time, with the copy's key and ETag: when the entry in Redis is that very one, Redis answers
-`1` instead of the body, and the copy is served. Coherence and lifetimes stay Redis's; only the bytes of
-a hit stop crossing the connection twice.
+`1` instead of the body, and the copy is served. Coherence and lifetimes stay Redis's; only the body of
+a hit no longer comes over the connection each time.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class Cache:
         self.lookup_script = client.register_script(LOOKUP)
         self.bump_script = client.register_script(BUMP)
         self.store_script = client.register_script(STORE)
-        self._building: dict[str, asyncio.Future] = {}
+        self._building: dict[bytes, asyncio.Future] = {}
         self._held: dict[str, tuple[bytes, bytes, bytes]] = {}  # entry key without versions: key, ETag, body
         self._held_bytes = 0
         self._epoch_task: asyncio.Task | None = None
