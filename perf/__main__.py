@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -92,8 +93,15 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupted(signum: int, frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # SIGTERM ends a run as Ctrl-C does: the stack's servers are stopped (by pid) on the way out. Without
+    # this, SIGTERM to a run started in the background (where a shell ignores SIGINT) left them running.
+    signal.signal(signal.SIGTERM, _interrupted)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.command == "layers":
         from . import layers

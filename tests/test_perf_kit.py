@@ -6,8 +6,15 @@ The canned outputs under tests/data/perf were captured from real 2-second runs a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -291,3 +298,63 @@ def test_ratios_are_taken_against_the_baseline_beside_the_same_cache_setting(tmp
     saved = json.loads((tmp_path / "report.json").read_text())
     assert [e["ratio"] for e in saved["entries"][:2]] == [3.0, 0.75]
     assert "| post | wrk | baseline | 10,000 | beside on | closed | 3,000 |" in (tmp_path / "report.md").read_text()
+
+
+def _descendants(pid: int) -> set[int]:
+    from tests.faultkit import children
+
+    found, todo = set(), [pid]
+    while todo:
+        for child in children(todo.pop()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return b""
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_sigterm_ends_a_run_and_stops_every_server_it_started(tmp_path):
+    """A run started in the background is stopped with SIGTERM; what it started (PostgreSQL, Redis, the
+    service's and the baseline's processes, wrk) must not outlive it."""
+    var = Path(tempfile.mkdtemp(prefix="perf-sigterm-"))  # reachable by PostgreSQL's user, unlike tmp_path
+    var.chmod(0o755)
+    args = [sys.executable, "-m", "perf", "run", "--scenario", "health", "--tool", "wrk", "--cache", "off",
+            "--scale", "1000", "--scale-check", "0", "--rate", "0", "--warmup", "0", "--duration", "60",
+            "--slices", "1", "--var", str(var), "--results", str(tmp_path / "results")]
+    with open(tmp_path / "run.log", "wb") as out:
+        run = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                               cwd=Path(__file__).resolve().parent.parent)
+    started: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        measuring = False
+        while not measuring and time.monotonic() < deadline and run.poll() is None:
+            now = _descendants(run.pid)
+            started |= now
+            measuring = any(_cmdline(pid).startswith(b"wrk ") for pid in now)  # every server is up
+            time.sleep(0.2)
+        assert measuring and run.poll() is None, (tmp_path / "run.log").read_text()
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(60) != 0
+        time.sleep(0.5)
+        alive = []
+        for pid in started:
+            try:
+                os.kill(pid, 0)
+                alive.append(_cmdline(pid)[:120])
+            except ProcessLookupError:
+                pass
+        assert not alive, alive
+    finally:  # whatever the outcome, nothing of it is left running
+        for pid in [run.pid, *started]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        run.wait()
+        shutil.rmtree(var, ignore_errors=True)
