@@ -248,6 +248,29 @@ def test_the_baseline_runs_as_one_session_of_n_processes_and_stops_on_sigterm(ba
         stop(proc, timeout=5)
 
 
+def test_the_baseline_stopped_while_its_processes_start_exits_0_with_none_left(base_config, tmp_path):
+    """A child still starting has no SIGTERM handler yet and dies of the signal: that is stopping as asked."""
+    from perf.stack import start, stop
+    from server.embedded import free_port
+    from tests.faultkit import children
+
+    env = {**os.environ, "DATABASE_URL": base_config.database_url, "HOST": "127.0.0.1", "PORT": str(free_port()),
+           "PG_POOL_MIN": "1", "PG_POOL_MAX": "2"}
+    with open(tmp_path / "baseline.log", "wb") as log:
+        proc = start(["-m", "perf.baseline", "--processes", "2"], env, log)
+    try:
+        deadline = time.monotonic() + 10
+        while len(kids := children(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(kids) == 2
+        assert stop(proc) == 0  # at once: the children are still importing
+        for pid in kids:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:
+        stop(proc, timeout=5)
+
+
 def test_slices_add_up_to_one_measurement_with_the_worst_percentiles():
     a, b = _canned("wrk-health.txt"), _canned("wrk-health.txt")
     b = {**b, "requests": 10000, "duration_s": 2.0, "rps": 5000.0, "non2xx": 3,
