@@ -12,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import aiohttp
 import asyncpg
@@ -48,9 +51,11 @@ def figures(pytestconfig):
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack():
     """PostgreSQL (durable commits) and Redis of this module's own, on free ports."""
-    root = tmp_path_factory.mktemp("faults")
+    # Under /tmp itself: pytest's own folders sit in a 0700 one that PostgreSQL's user cannot enter, and
+    # the cluster would move to /var/tmp and stay there after the run.
+    root = Path(tempfile.mkdtemp(prefix="blog-api-faults-"))
     root.chmod(0o755)
     pg = EmbeddedPostgres(root / "postgres")
     pg.start()
@@ -63,6 +68,7 @@ def stack(tmp_path_factory):
     yield pg, rd, root
     rd.stop()
     pg.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _env(stack, **extra) -> dict[str, str]:
