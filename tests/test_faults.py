@@ -12,12 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import aiohttp
 import asyncpg
@@ -51,12 +48,12 @@ def figures(pytestconfig):
 
 
 @pytest.fixture(scope="module")
-def stack():
+def stack(tmp_root):
     """PostgreSQL (durable commits) and Redis of this module's own, on free ports."""
-    # Under /tmp itself: pytest's own folders sit in a 0700 one that PostgreSQL's user cannot enter, and
-    # the cluster would move to /var/tmp and stay there after the run.
-    root = Path(tempfile.mkdtemp(prefix="blog-api-faults-"))
-    root.chmod(0o755)
+    # Not under pytest's own folders: PostgreSQL's user cannot enter them, and the cluster would move to
+    # /var/tmp and stay there after the run. tmp_root is reachable and removed at the session's end.
+    root = tmp_root / "faults"
+    root.mkdir()
     pg = EmbeddedPostgres(root / "postgres")
     pg.start()
     asyncio.run(migrate(pg.dsn))
@@ -68,7 +65,6 @@ def stack():
     yield pg, rd, root
     rd.stop()
     pg.stop()
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def _env(stack, **extra) -> dict[str, str]:

@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -343,11 +342,10 @@ def _cmdline(pid: int) -> bytes:
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
-def test_sigterm_ends_a_run_and_stops_every_server_it_started(tmp_path):
+def test_sigterm_ends_a_run_and_stops_every_server_it_started(tmp_root, tmp_path):
     """A run started in the background is stopped with SIGTERM; what it started (PostgreSQL, Redis, the
     service's and the baseline's processes, wrk) must not outlive it."""
-    var = Path(tempfile.mkdtemp(prefix="perf-sigterm-"))  # reachable by PostgreSQL's user, unlike tmp_path
-    var.chmod(0o755)
+    var = tmp_root / "perf-sigterm"  # reachable by PostgreSQL's user, unlike tmp_path
     args = [sys.executable, "-m", "perf", "run", "--scenario", "health", "--tool", "wrk", "--cache", "off",
             "--scale", "1000", "--scale-check", "0", "--rate", "0", "--warmup", "0", "--duration", "60",
             "--slices", "1", "--var", str(var), "--results", str(tmp_path / "results")]
@@ -380,4 +378,3 @@ def test_sigterm_ends_a_run_and_stops_every_server_it_started(tmp_path):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         run.wait()
-        shutil.rmtree(var, ignore_errors=True)
