@@ -10,6 +10,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -287,4 +288,4 @@ def _commit() -> str:
 
 
 def _machine() -> str:
-    return f"{os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}"
+    return f"{os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()} ({sys.base_prefix})"
