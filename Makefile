@@ -1,7 +1,7 @@
 # The README's two commands. Each creates .venv and installs on first use (and when setup.cfg changes).
 # .venv's interpreter: the distribution's python3.11 where it can make a venv (Debian builds it with PGO and
-# LTO), else python3 from PATH. pyenv's default build has neither; the service serves about a fifth more
-# requests per second on Debian's (perf/README.md, "The interpreter"). An existing .venv is kept: `make clean` first.
+# LTO), else python3 from PATH. pyenv's default build has neither; a cache hit is served about a fifth faster
+# on Debian's (perf/README.md, "The interpreter"). An existing .venv is kept: `make clean` first.
 PYTHON ?= $(shell /usr/bin/python3.11 -c 'import ensurepip, sys; print(sys.executable)' 2>/dev/null || echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
