@@ -49,6 +49,19 @@ async def test_the_second_read_is_a_hit_with_the_same_body(client, alice):
     assert (cache.misses, cache.hits) == (1, 2)
 
 
+async def test_one_entry_per_canonical_query_and_none_shared_between_queries(client, alice):
+    """The query's order and an empty `?` do not make new entries; a different query is its own entry."""
+    cache = client.server.app[CACHE]
+    plain = await (await client.get("/api/posts")).read()
+    assert await (await client.get("/api/posts?")).read() == plain
+    assert (cache.misses, cache.hits) == (1, 1)
+    one = await (await client.get("/api/posts?limit=5&page=2")).read()
+    assert await (await client.get("/api/posts?page=2&limit=5")).read() == one
+    assert (cache.misses, cache.hits) == (2, 2)
+    assert (await (await client.get("/api/posts?limit=6&page=2")).json())["meta"]["limit"] == 6
+    assert (cache.misses, cache.hits) == (3, 2)
+
+
 async def test_a_write_on_one_instance_is_read_at_once_on_the_other(two, db):
     a, b = two
     ann = await actor(a, db, "ann")
