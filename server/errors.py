@@ -123,6 +123,13 @@ class ServiceUnavailable(ApiError):
         super().__init__(message, headers={"Retry-After": str(retry_after)})
 
 
+class ClientGone(ApiError):
+    """The client closed its connection before its body was read: no one is left to answer. Counted under
+    nginx's 499 (the metrics and access log's status for a request whose client went away) and not
+    mistaken for a dependency outage, which a bare ConnectionResetError would be (PG_UNAVAILABLE)."""
+    status, code, message = 499, "CLIENT_CLOSED_REQUEST", "The client closed the connection"
+
+
 class InternalError(ApiError):
     pass
 

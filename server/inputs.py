@@ -12,7 +12,7 @@ import orjson
 import pydantic
 from aiohttp import web
 
-from .errors import MalformedJson, NotFound, UnsupportedMediaType, ValidationError
+from .errors import ClientGone, MalformedJson, NotFound, UnsupportedMediaType, ValidationError
 from .inflate import inflate
 from .schemas import Body, error_details
 
@@ -22,11 +22,20 @@ MAX_DEPTH = 10_000  # page × limit beyond this needs a cursor (API.md)
 _DIGITS = re.compile(r"^[0-9]{1,19}$")
 
 
+async def read_body(request: web.Request) -> bytes:
+    """The body as sent (server/inflate.py); aiohttp raises 413 past client_max_size. When the client
+    has closed its connection, aiohttp raises ConnectionResetError here even for a body it had whole."""
+    try:
+        return await request.read()
+    except ConnectionResetError:
+        raise ClientGone() from None
+
+
 async def read_json(request: web.Request, model: type[B]) -> B:
     """The body as `model`: 415 unless JSON, 400 MALFORMED_JSON unless an object, 400 per field."""
     if request.content_type != "application/json":
         raise UnsupportedMediaType()
-    raw = await request.read()  # as sent (server/inflate.py); aiohttp raises 413 past client_max_size
+    raw = await read_body(request)
     if encoding := request.headers.get("Content-Encoding"):
         raw = inflate(raw, encoding, request.client_max_size)
     try:

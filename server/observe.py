@@ -10,7 +10,7 @@ import logging
 from aiohttp import web
 
 from .config import Config
-from .errors import REQUEST_ID, request_id_of
+from .errors import REQUEST_ID, ClientGone, request_id_of
 from .guards import PRINCIPAL
 from .metrics import METRICS
 from .ratelimit import LIMITER
@@ -23,7 +23,7 @@ CORS_METHODS = "GET, POST, PATCH, DELETE"
 CORS_HEADERS = "Authorization, Content-Type, If-None-Match, X-Request-Id"
 CORS_EXPOSE = "ETag, Location, RateLimit, RateLimit-Policy, Retry-After, X-Request-Id"
 CORS_MAX_AGE = "600"  # seconds a browser may reuse a preflight answer
-CLIENT_GONE = 499  # nginx's status for a request whose client went away before the answer
+CLIENT_GONE = ClientGone.status  # nginx's 499, for a request whose client went away before the answer
 
 
 def _client_ip(request: web.Request) -> str | None:

@@ -24,6 +24,7 @@ from .clientip import ClientIp
 from .config import Config, parse_networks, parse_rate
 from .db import CONFIG
 from .errors import RESPONSE_HEADERS, RateLimited
+from .inputs import read_body
 from .redisbatch import ScriptBatcher
 from .redisdb import REDIS, REDIS_SCRIPTS
 
@@ -251,7 +252,7 @@ async def _login_email(request: web.Request) -> tuple[str | None, web.HTTPExcept
     if request.content_type != "application/json":
         return None, None
     try:
-        raw = await request.read()
+        raw = await read_body(request)
     except web.HTTPException as exc:
         return None, exc
     try:

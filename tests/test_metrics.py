@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import tempfile
 import time
 import urllib.request
@@ -16,6 +17,8 @@ from server.metrics import METRICS, prepare_multiprocess
 from tests.conftest import sign_up
 from tests.live import live_server
 from tests.openapi_check import validate_response
+
+HANG_UPS = 3  # of each kind per path
 
 
 def samples(text: str) -> dict[tuple, float]:
@@ -194,3 +197,32 @@ def test_serve_with_workers_counts_every_process(base_config, tmp_root):
         folders = set(Path(tempfile.gettempdir()).glob("blog-api-metrics-*")) - others
         assert any(list(f.glob("counter_*.db")) for f in folders)
     assert not any(f.exists() for f in folders)  # removed when the last process ended
+
+
+def test_a_client_that_hangs_up_before_its_body_is_read_is_counted_as_gone(base_config, tmp_root):
+    """Scenario: clients close their connection with a request unanswered, as a load tool does when its run
+    ends, having sent all of its body or half. aiohttp then fails the body's read even when the bytes had
+    arrived. Each such request is counted under 499, like any request whose client left: none as a 503,
+    and no dependency outage in the log."""
+    bodies = {"/api/users": b'{"email": "gone@example.com", "username": "gone", "password": "long enough"}',
+              "/api/auth/login": b'{"email": "gone@example.com", "password": "long enough"}'}
+    with live_server(base_config, tmp_root / "gone", ACCESS_LOG="false") as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        for path, body in bodies.items():
+            for sent in (body, body[:len(body) // 2]) * HANG_UPS:
+                with socket.create_connection(("127.0.0.1", port)) as sock:
+                    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                                 f"Content-Length: {len(body)}\r\n\r\n".encode() + sent)
+                    if sent != body:
+                        time.sleep(0.05)  # the handler is waiting for the rest
+        deadline = time.monotonic() + 10
+        while True:  # each process writes its tally out every second
+            metrics = samples(_get(server.url + "/metrics"))
+            gone = {path: count(metrics, path, "499", "POST") for path in bodies}
+            if all(gone.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        log = server.log()
+    assert all(gone.values()), gone
+    assert not any(count(metrics, path, "503", "POST") for path in bodies)
+    assert "unavailable" not in log
