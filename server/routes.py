@@ -84,8 +84,16 @@ def add_route(app: web.Application, method: str, path: str, handler, guard: Guar
               policy: Policy | None = None) -> web.Resource:
     """One route behind the app's pipeline (tests add their stand-in routes with it too)."""
     resource = app.router.add_resource(path)  # the path's resource, shared by its methods
-    resource.add_route(method, app[PIPELINE].wrap(handler, resource.canonical, guard, policy))
+    wrapped = app[PIPELINE].wrap(handler, resource.canonical, guard, policy)
+    for each in methods_of(method):
+        resource.add_route(each, wrapped)
     return resource
+
+
+def methods_of(method: str) -> tuple[str, ...]:
+    """A GET route also answers HEAD: the same answer and header fields without the body (RFC 9110
+    9.3.2), which aiohttp leaves out itself. Uptime checks and `curl -I` use it."""
+    return (method, "HEAD") if method == "GET" else (method,)
 
 
 def setup_routes(app: web.Application, pipeline: Pipeline, routes=ROUTES) -> None:
@@ -95,7 +103,7 @@ def setup_routes(app: web.Application, pipeline: Pipeline, routes=ROUTES) -> Non
     methods: dict[web.Resource, list[str]] = {}
     for method, path, handler, guard in routes:
         resource = add_route(app, method, path, handler, guard, CACHED.get(handler))
-        methods.setdefault(resource, []).append(method)
+        methods.setdefault(resource, []).extend(methods_of(method))
     for resource, allowed in methods.items():
         resource.add_route("*", pipeline.wrap(_no_method(allowed), UNMATCHED))
     app.router.add_route("*", r"/{path:[\s\S]*}", pipeline.wrap(_no_route, UNMATCHED, preflight=False))

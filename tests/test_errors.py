@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import asyncpg
 import pytest
@@ -11,6 +12,7 @@ from aiohttp import web
 from server.app import create_app
 from server.errors import ServiceUnavailable, from_exception
 from server.routes import add_route
+from tests.posts_support import create_post
 
 
 async def test_request_id_is_echoed_when_safe(client):
@@ -36,7 +38,7 @@ async def test_unknown_route_is_404_in_the_envelope(client):
 async def test_wrong_method_is_405_with_allow(client):
     response = await client.put("/api/users")
     assert response.status == 405
-    assert set(response.headers["Allow"].split(", ")) == {"GET", "POST"}
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "POST"}
     assert (await response.json())["error"]["code"] == "METHOD_NOT_ALLOWED"
 
 
@@ -50,11 +52,38 @@ async def test_every_path_without_a_route_gets_the_envelope(client, path):
 
 
 async def test_methods_a_path_lacks_get_405_in_the_envelope_head_and_options_included(client):
-    head = await client.head("/api/tags")
-    assert head.status == 405 and head.headers["Allow"] == "GET" and "X-Request-Id" in head.headers
+    head = await client.head("/api/auth/login")  # HEAD is answered only where GET is
+    assert head.status == 405 and head.headers["Allow"] == "POST" and "X-Request-Id" in head.headers
+    assert set((await client.put("/api/tags")).headers["Allow"].split(", ")) == {"GET", "HEAD"}
     options = await client.options("/api/posts/1")  # not a CORS preflight
-    assert options.status == 405 and set(options.headers["Allow"].split(", ")) == {"DELETE", "GET", "PATCH"}
+    assert options.status == 405 and set(options.headers["Allow"].split(", ")) == {"DELETE", "GET", "HEAD", "PATCH"}
     assert (await options.json())["error"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+async def test_head_answers_as_get_would_without_the_body(client, alice):
+    """RFC 9110 9.3.2: the status and header fields of the GET (ETag, length, RateLimit) and no body; the
+    keep-alive connection goes on; the request counts against the budget and in metrics like any other."""
+    post = await create_post(client, alice)
+    get = await client.get(f"/api/posts/{post['id']}")
+    body = await get.read()
+    head = await client.head(f"/api/posts/{post['id']}")
+    assert head.status == 200 and await head.read() == b""
+    assert head.headers["ETag"] == get.headers["ETag"] and int(head.headers["Content-Length"]) == len(body)
+    assert head.headers["Content-Type"].startswith("application/json")
+    assert remaining(head) == remaining(get) - 1
+    fresh = await client.head(f"/api/posts/{post['id']}", headers={"If-None-Match": get.headers["ETag"]})
+    assert fresh.status == 304 and fresh.headers["ETag"] == get.headers["ETag"]
+    anonymous = await client.head("/api/users")  # the guard still applies
+    assert anonymous.status == 401 and await anonymous.read() == b"" and "X-Request-Id" in anonymous.headers
+    assert (await client.head("/healthz")).status == 200
+    assert await (await client.get(f"/api/posts/{post['id']}")).read() == body  # same connection, in step
+    metrics = await (await client.get("/metrics")).text()
+    assert 'http_requests_total{method="HEAD",route="/api/posts/{id}",status="200"} 1.0' in metrics
+    assert 'http_requests_total{method="HEAD",route="/api/posts/{id}",status="304"} 1.0' in metrics
+
+
+def remaining(response) -> int:
+    return int(re.search(r";r=(\d+)", response.headers["RateLimit"]).group(1))
 
 
 async def test_unexpected_exception_is_a_bare_500_with_a_logged_traceback(aiohttp_client, config, db, caplog):
