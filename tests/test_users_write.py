@@ -24,6 +24,17 @@ async def test_owner_changes_display_name_and_bio(client, alice):
     assert (await (await client.get(f"/api/users/{alice.id}")).json())["data"]["displayName"] == "Alice A."
 
 
+async def test_an_empty_patch_changes_nothing_updated_at_included(client, alice, admin):
+    """As for posts: `{}` is answered with the resource as it was, on the owner's route and the admin's."""
+    before = (await (await client.get(f"/api/users/{alice.id}", headers=alice.headers)).json())["data"]
+    own = await client.patch(f"/api/users/{alice.id}", json={}, headers=alice.headers)
+    assert own.status == 200 and (await own.json())["data"] == before
+    by_admin = await client.patch(f"/api/admin/users/{alice.id}", json={}, headers=admin.headers)
+    assert by_admin.status == 200 and (await by_admin.json())["data"] == before
+    after = (await (await client.get(f"/api/users/{alice.id}", headers=alice.headers)).json())["data"]
+    assert after == before
+
+
 @pytest.mark.parametrize("field, value", [("role", "admin"), ("id", 99), ("email", "x@example.com"),
                                           ("createdAt", "2020-01-01T00:00:00Z"), ("disabledAt", None),
                                           ("username", "renamed"), ("passwordHash", "$argon2id$x")])

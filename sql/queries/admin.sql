@@ -33,13 +33,13 @@ LEFT JOIN LATERAL (
 ) u ON true
 
 -- name: admin_update_user
--- $2 role or NULL to keep; $3 true disables, false enables, NULL keeps.
+-- $2 role or NULL to keep; $3 true disables, false enables, NULL keeps; an empty PATCH keeps updated_at.
 UPDATE users
 SET role = coalesce($2, role),
     disabled_at = CASE WHEN $3::boolean IS NULL THEN disabled_at
                        WHEN $3 THEN coalesce(disabled_at, now())
                        ELSE NULL END,
-    updated_at = now()
+    updated_at = CASE WHEN $2 IS NULL AND $3::boolean IS NULL THEN updated_at ELSE now() END
 WHERE id = $1
 RETURNING id, email::text, username, display_name, bio, role, created_at, updated_at, disabled_at
 

@@ -34,12 +34,13 @@ LEFT JOIN LATERAL (
 ) u ON true
 
 -- name: update_user
--- NULL leaves a field as it is (the API refuses null as a value, so NULL only means "not given").
+-- NULL leaves a field as it is (the API refuses null as a value, so NULL only means "not given"); an
+-- empty PATCH keeps updated_at too, as a post's does.
 UPDATE users
 SET display_name = coalesce($2, display_name),
     bio = coalesce($3, bio),
     password_hash = coalesce($4, password_hash),
-    updated_at = now()
+    updated_at = CASE WHEN coalesce($2, $3, $4) IS NULL THEN updated_at ELSE now() END
 WHERE id = $1
 RETURNING id, email::text, username, display_name, bio, role, created_at, updated_at, disabled_at
 
