@@ -19,7 +19,7 @@ from .schemas import Body, error_details
 B = TypeVar("B", bound=Body)
 MAX_ID = 2**63 - 1
 MAX_DEPTH = 10_000  # page × limit beyond this needs a cursor (API.md)
-_DIGITS = re.compile(r"^[0-9]{1,19}$")
+_DIGITS = re.compile(r"[0-9]{1,19}")  # fullmatch: `$` would let a trailing newline through
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -78,7 +78,7 @@ class Query:
         value = self.raw(name)
         if value is None:
             return default
-        if not _DIGITS.match(value) or not low <= int(value) <= high:
+        if not _DIGITS.fullmatch(value) or not low <= int(value) <= high:
             self.fault(name, f"must be an integer from {low} to {high}")
             return default
         return int(value)

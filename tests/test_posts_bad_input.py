@@ -127,6 +127,9 @@ CASES = [
      {}, 400, "VALIDATION_ERROR", ["cursor"]),
     ("tags: limit zero", "GET", "/api/tags?limit=0", None, {}, 400, "VALIDATION_ERROR", ["limit"]),
     ("tags: limit words", "GET", "/api/tags?limit=all", None, {}, 400, "VALIDATION_ERROR", ["limit"]),
+    ("limit with a trailing newline", "GET", "/api/posts?limit=5%0A", None, {}, 400, "VALIDATION_ERROR", ["limit"]),
+    ("page with a sign", "GET", "/api/posts?page=%2B2", None, {}, 400, "VALIDATION_ERROR", ["page"]),
+    ("limit with a digit group", "GET", "/api/tags?limit=1_0", None, {}, 400, "VALIDATION_ERROR", ["limit"]),
     # paths
     ("unknown post", "GET", "/api/posts/99999", None, {}, 404, "NOT_FOUND", None),
     ("post id zero", "GET", "/api/posts/0", None, {}, 404, "NOT_FOUND", None),
