@@ -269,13 +269,13 @@ def _check_rate_limits(config: Config) -> list[str]:
     return problems
 
 
-_RATE = re.compile(r"^([0-9]+)/([0-9]*)([smhd]?)$")
+_RATE = re.compile(r"([0-9]+)/([0-9]*)([smhd]?)")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "": 1}
 
 
 def parse_rate(text: str) -> tuple[int, int]:
     """`N/W` as (N requests, W seconds): `100/15m`, `10/900s`, `5/1h`, `60/m` (one minute), `3/30`."""
-    match = _RATE.match(text.replace(" ", ""))
+    match = _RATE.fullmatch(text.replace(" ", ""))
     if not match or (not match.group(2) and not match.group(3)):
         raise ValueError(f"{text!r} is not N/W, e.g. 100/15m")
     count, window = int(match.group(1)), int(match.group(2) or 1) * _UNIT[match.group(3)]

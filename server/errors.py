@@ -203,7 +203,7 @@ def _from_http(exc: web.HTTPException) -> ApiError:
     return error if 400 <= status < 600 else InternalError()
 
 
-_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
 # Made ids: a random prefix per process and a counter, unique without a system call per request.
@@ -214,7 +214,7 @@ _ID_COUNTER = itertools.count(1)
 def request_id_of(request: web.Request) -> str:
     """The client's X-Request-Id when it is a short, safe token; otherwise a new one (32 hex digits)."""
     given = request.headers.get("X-Request-Id")
-    if given and _SAFE_REQUEST_ID.match(given):
+    if given and _SAFE_REQUEST_ID.fullmatch(given):
         return given
     return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 

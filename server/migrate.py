@@ -15,7 +15,7 @@ log = logging.getLogger("server.migrate")
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "sql" / "migrations"
 # Any constant shared by every instance; several processes starting at once queue on it.
 LOCK_KEY = 0x6D69677261746521  # "migrate!"
-_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 
 
 class MigrationError(RuntimeError):
@@ -36,7 +36,7 @@ class Migration:
 def load(folder: Path = MIGRATIONS_DIR) -> list[Migration]:
     found = []
     for path in sorted(folder.glob("*.sql")):
-        match = _NAME.match(path.name)
+        match = _NAME.fullmatch(path.name)
         if not match:
             raise MigrationError(f"{path.name}: migration files are named NNNN_name.sql")
         found.append(Migration(int(match.group(1)), match.group(2), path.read_text()))

@@ -13,8 +13,8 @@ from pydantic_core import PydanticCustomError
 # Single-line text refuses every control character; multi-line text allows tab, LF and CR.
 _CONTROL_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _CONTROL_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-USERNAME = re.compile(r"^[A-Za-z0-9_]{3,32}$")
-TAG = re.compile(r"^[a-z0-9-]{1,32}$")
+USERNAME = re.compile(r"[A-Za-z0-9_]{3,32}")  # always fullmatch: `$` matches before a final newline
+TAG = re.compile(r"[a-z0-9-]{1,32}")
 
 
 def _fail(kind: str, message: str):
@@ -50,7 +50,7 @@ def _email(value: str) -> str:
 
 
 def _username(value: str) -> str:
-    if not USERNAME.match(value):
+    if not USERNAME.fullmatch(value):
         _fail("username", "must be 3-32 letters, digits or underscores")
     return value
 

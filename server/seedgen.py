@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-TAG_NAME = re.compile(r"^[a-z0-9-]{1,32}$")
+TAG_NAME = re.compile(r"[a-z0-9-]{1,32}")
 YEAR = 365 * 86400.0
 USER_LEAD = 86400.0  # the first user exists a day before the first post
 # Comment counts per post follow a Lomax (Pareto II) law with shape 2: a median of about 4, about 1 %
@@ -84,7 +84,7 @@ class Generator:
         while len(names) < self.plan.tags:  # past the vocabulary: compounds, some with a digit
             a, b = next(pairs)
             names[f"{a}-{b}" if len(names) % 3 else f"{a}{b[:2]}{len(names) % 10}"] = None
-        assert all(TAG_NAME.match(n) for n in names)
+        assert all(TAG_NAME.fullmatch(n) for n in names)
         return list(names)
 
     def _at(self, seconds: float) -> datetime:

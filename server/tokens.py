@@ -28,7 +28,7 @@ REQUIRED_CLAIMS = ["sub", "role", "iss", "aud", "iat", "exp", "jti", "sid"]
 ROLES = ("user", "admin")
 VERIFIED_TOKENS = 4096  # verified tokens remembered per process (about 4 MiB)
 _PEM_BLOCK = re.compile(rb"-----BEGIN [A-Z ]*KEY-----.+?-----END [A-Z ]*KEY-----", re.S)
-_REFRESH = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_REFRESH = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 class TokenError(Exception):
@@ -178,7 +178,7 @@ def new_refresh_token() -> str:
 
 def refresh_token_hash(token: str) -> bytes | None:
     """SHA-256 of a well-formed refresh token, or None for anything of the wrong format."""
-    if not isinstance(token, str) or not _REFRESH.match(token):
+    if not isinstance(token, str) or not _REFRESH.fullmatch(token):
         return None
     return hashlib.sha256(token.encode()).digest()
 

@@ -121,7 +121,7 @@ async def test_logout_with_unknown_or_spent_token_is_still_204(client, alice: Ac
 
 
 @pytest.mark.parametrize("path", ["/api/auth/refresh", "/api/auth/logout"])
-@pytest.mark.parametrize("token", ["short", "x" * 43 + "!", "a" * 44, "", " " * 43])
+@pytest.mark.parametrize("token", ["short", "x" * 43 + "!", "x" * 43 + "\n", "a" * 44, "", " " * 43])
 async def test_refresh_token_of_the_wrong_format_is_invalid_token(client, db, path, token):
     response = await client.post(path, json={"refreshToken": token})
     assert response.status == 401 and (await response.json())["error"]["code"] == "INVALID_TOKEN"

@@ -54,6 +54,8 @@ CASES = [
      ["username"]),
     ("username not trimmed", "POST", "/api/users", body(username=" newbie"), JSON, 400, "VALIDATION_ERROR",
      ["username"]),
+    ("username with a final newline", "POST", "/api/users", body(username="newbie\n"), JSON, 400,
+     "VALIDATION_ERROR", ["username"]),
     ("unicode username", "POST", "/api/users", body(username="nëwbie"), JSON, 400, "VALIDATION_ERROR", ["username"]),
     ("empty password", "POST", "/api/users", body(password=""), JSON, 400, "VALIDATION_ERROR", ["password"]),
     ("short password", "POST", "/api/users", body(password="1234567"), JSON, 400, "VALIDATION_ERROR", ["password"]),
