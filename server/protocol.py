@@ -26,11 +26,14 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
-from .errors import ApiError, InternalError, RequestTimeout, ServiceUnavailable, ValidationError, error_response
+from .errors import (ApiError, InternalError, RequestTimeout, ServiceUnavailable, ValidationError, error_response,
+                     from_exception)
+from .observe import SERVER
 
 log = logging.getLogger("server.protocol")
 
 WATCH_INTERVAL = 0.25  # seconds between two checks of every connection's deadlines
+OUTSIDE_HEADERS = {"Server": SERVER, "X-Content-Type-Options": "nosniff"}  # as observe.decorate() gives
 
 
 class Limits:
@@ -105,6 +108,9 @@ class Connection(RequestHandler):
 
     def finish_response(self, request, resp, start_time):
         """aiohttp's coroutine, returned for its caller to await (no frame of our own per request)."""
+        if isinstance(resp, web.HTTPException) and "X-Request-Id" not in resp.headers:
+            # aiohttp's own plain-text answer: a request target no route can take, such as `OPTIONS *`
+            resp = _outside_answer(from_exception(resp))
         if self._close or (self._manager is not None and self._manager.draining):
             resp.force_close()  # says so to the client, which reconnects (elsewhere) for its next request
         return super().finish_response(request, resp, start_time)
@@ -123,9 +129,16 @@ class Connection(RequestHandler):
         else:
             log.error("error outside the request path", exc_info=exc)
             error = InternalError()
-        response = error_response(error, uuid.uuid4().hex)
+        response = _outside_answer(error)
         response.force_close()
         return response
+
+
+def _outside_answer(error: ApiError) -> web.Response:
+    """The envelope, and the header fields every answer has, for what never reached the request path."""
+    response = error_response(error, uuid.uuid4().hex)
+    response.headers.update(OUTSIDE_HEADERS)
+    return response
 
 
 def _parse_error(exc: BaseException | None) -> ApiError:

@@ -229,19 +229,38 @@ def test_slow_clients_are_cut_off(base_config, tmp_path, connect):
         api.stop()
 
 
-def test_the_408_keeps_the_envelope(base_config, tmp_path, connect):
+def _whole_answer(sock: socket.socket) -> tuple[int, dict[str, str], dict]:
+    """The one answer before the server closes the connection: (status, headers, JSON body)."""
+    sock.settimeout(5)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, json.loads(body)
+
+
+def test_answers_outside_the_request_path_keep_the_envelope_and_hide_versions(base_config, tmp_path, connect):
+    """The 408, the parser's refusals and a request target no route can take (`OPTIONS *`) are answered
+    by the connection, not the request path: the same envelope and header fields, no aiohttp version."""
     api = Api(_env(base_config, BODY_TIMEOUT=0.5), tmp_path / "api.log").start()
     try:
-        with connect(api.port) as sock:
-            sock.sendall(b"POST /api/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 10\r\n\r\n{")
-            sock.settimeout(5)
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
-        body = json.loads(data.partition(b"\r\n\r\n")[2])
-        assert body["error"]["code"] == "REQUEST_TIMEOUT"
-        assert body["error"]["message"] == "The request body did not arrive within 0.5 s"
+        sent = {
+            (408, "REQUEST_TIMEOUT"): b"POST /api/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                      b"Content-Length: 10\r\n\r\n{",
+            (400, "VALIDATION_ERROR"): b"NOT HTTP AT ALL\r\n\r\n",
+            (404, "NOT_FOUND"): b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        }
+        for (status, code), request in sent.items():
+            with connect(api.port) as sock:
+                sock.sendall(request)
+                got, headers, body = _whole_answer(sock)
+            assert (got, body["error"]["code"]) == (status, code)
+            assert body["error"]["requestId"] == headers["x-request-id"]
+            assert headers["server"] == "blog-api" and headers["x-content-type-options"] == "nosniff"
+            if status == 408:
+                assert body["error"]["message"] == "The request body did not arrive within 0.5 s"
         with urllib.request.urlopen(api.url + "/healthz", timeout=5) as response:
             assert response.status == 200
     finally:
