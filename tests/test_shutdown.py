@@ -35,11 +35,16 @@ def _read_answer(sock: socket.socket, timeout: float = 10) -> tuple[int, dict[st
             return 0, {}
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    status, headers = _parse_head(head)
     while len(body) < int(headers.get("content-length", 0)):
         body += sock.recv(65536)
-    return int(lines[0].split()[1]), headers
+    return status, headers
+
+
+def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    fields = (line.split(":", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), {name.strip().lower(): value.strip() for name, value in fields}
 
 
 @pytest.fixture
@@ -236,9 +241,7 @@ def _whole_answer(sock: socket.socket) -> tuple[int, dict[str, str], dict]:
     while chunk := sock.recv(65536):
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
-    return int(lines[0].split()[1]), headers, json.loads(body)
+    return *_parse_head(head), json.loads(body)
 
 
 def test_answers_outside_the_request_path_keep_the_envelope_and_hide_versions(base_config, tmp_path, connect):
