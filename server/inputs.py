@@ -12,8 +12,9 @@ import orjson
 import pydantic
 from aiohttp import web
 
-from .errors import ClientGone, MalformedJson, NotFound, UnsupportedMediaType, ValidationError
+from .errors import ClientGone, MalformedJson, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationError
 from .inflate import inflate
+from .protocol import send_continue
 from .schemas import Body, error_details
 
 B = TypeVar("B", bound=Body)
@@ -23,9 +24,15 @@ _DIGITS = re.compile(r"[0-9]{1,19}")  # fullmatch: `$` would let a trailing newl
 
 
 async def read_body(request: web.Request) -> bytes:
-    """The body as sent (server/inflate.py); aiohttp raises 413 past client_max_size. When the client
-    has closed its connection, aiohttp raises ConnectionResetError here even for a body it had whole."""
+    """The body as sent (server/inflate.py): 413 at once for a declared length past client_max_size,
+    else when that many bytes have come (aiohttp raises it); `100 Continue` first to a client that awaits
+    it (server/protocol.py). When the client has closed its connection, aiohttp raises
+    ConnectionResetError here even for a body it had whole."""
+    length = request.content_length
+    if length is not None and length > request.client_max_size:
+        raise PayloadTooLarge()
     try:
+        await send_continue(request)
         return await request.read()
     except ConnectionResetError:
         raise ClientGone() from None

@@ -13,11 +13,11 @@ from .config import Config
 from .errors import REQUEST_ID, ClientGone, request_id_of
 from .guards import PRINCIPAL
 from .metrics import METRICS
+from .protocol import SERVER
 from .ratelimit import LIMITER
 
 access_log = logging.getLogger("server.access")
 
-SERVER = "blog-api"  # replaces aiohttp's `Python/3.x aiohttp/3.x`: no versions for scanners
 NO_STORE_PREFIXES = ("/api/auth/", "/api/users/me")  # answers that carry tokens or the caller's own record
 CORS_METHODS = "GET, POST, PATCH, DELETE"
 CORS_HEADERS = "Authorization, Content-Type, If-None-Match, X-Request-Id"

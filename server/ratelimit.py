@@ -23,7 +23,7 @@ from .breaker import RedisUnavailable
 from .clientip import ClientIp
 from .config import Config, parse_networks, parse_rate
 from .db import CONFIG
-from .errors import RESPONSE_HEADERS, RateLimited
+from .errors import RESPONSE_HEADERS, PayloadTooLarge, RateLimited
 from .inputs import read_body
 from .redisbatch import ScriptBatcher
 from .redisdb import REDIS, REDIS_SCRIPTS
@@ -246,14 +246,14 @@ async def ratelimit_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def _login_email(request: web.Request) -> tuple[str | None, web.HTTPException | None]:
+async def _login_email(request: web.Request) -> tuple[str | None, Exception | None]:
     """The login body's email, read leniently (aiohttp keeps the bytes for the handler); or the error
     reading it raised (413), which must reach the client: a second read would see a truncated body."""
     if request.content_type != "application/json":
         return None, None
     try:
         raw = await read_body(request)
-    except web.HTTPException as exc:
+    except (web.HTTPException, PayloadTooLarge) as exc:
         return None, exc
     try:
         data = orjson.loads(raw)

@@ -9,6 +9,7 @@ from .errors import MethodNotAllowed, NotFound
 from .guards import ADMIN, ANYONE, OWNER, USER, Guard, is_self_or_admin
 from .handlers import admin, auth, comments, events, health, ops, posts, tags, users
 from .pipeline import PIPELINE, UNMATCHED, Pipeline
+from .protocol import expect_continue
 
 ID = r"{id:[1-9][0-9]{0,18}}"  # positive integers only; anything else matches no route (404)
 
@@ -86,7 +87,7 @@ def add_route(app: web.Application, method: str, path: str, handler, guard: Guar
     resource = app.router.add_resource(path)  # the path's resource, shared by its methods
     wrapped = app[PIPELINE].wrap(handler, resource.canonical, guard, policy)
     for each in methods_of(method):
-        resource.add_route(each, wrapped)
+        resource.add_route(each, wrapped, expect_handler=expect_continue)
     return resource
 
 
@@ -105,5 +106,6 @@ def setup_routes(app: web.Application, pipeline: Pipeline, routes=ROUTES) -> Non
         resource = add_route(app, method, path, handler, guard, CACHED.get(handler))
         methods.setdefault(resource, []).extend(methods_of(method))
     for resource, allowed in methods.items():
-        resource.add_route("*", pipeline.wrap(_no_method(allowed), UNMATCHED))
-    app.router.add_route("*", r"/{path:[\s\S]*}", pipeline.wrap(_no_route, UNMATCHED, preflight=False))
+        resource.add_route("*", pipeline.wrap(_no_method(allowed), UNMATCHED), expect_handler=expect_continue)
+    app.router.add_route("*", r"/{path:[\s\S]*}", pipeline.wrap(_no_route, UNMATCHED, preflight=False),
+                         expect_handler=expect_continue)

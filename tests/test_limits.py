@@ -40,10 +40,16 @@ def raw(port: int, data: bytes, timeout: float = 10) -> tuple[int, dict[str, str
     return int(lines[0].split()[1]), headers, body
 
 
-def request(method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> bytes:
+def request(method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
+            chunk: int = 0) -> bytes:
+    """The request's bytes; with `chunk`, its body goes in chunks of that size, no length declared ahead."""
     lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-    if body or method == "POST":
+    if chunk:
+        lines.append("Transfer-Encoding: chunked")
+        parts = [body[i:i + chunk] for i in range(0, len(body), chunk)] + [b""]
+        body = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts)
+    elif body or method == "POST":
         lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
@@ -84,6 +90,8 @@ def _cases(token: str) -> list[tuple[str, bytes, int, str]]:
     return [
         # case                              request                                               status  code
         ("body just over the limit", request("POST", "/api/posts", b"x" * (BODY_LIMIT + 1), auth), 413, "PAYLOAD_TOO_LARGE"),
+        ("the same body in 64 KiB chunks", request("POST", "/api/posts", b"x" * (BODY_LIMIT + 1), auth, chunk=65536),
+         413, "PAYLOAD_TOO_LARGE"),
         ("100,000-deep JSON nesting", request("POST", "/api/posts", deep, auth), 400, "MALFORMED_JSON"),
         ("64 KiB header", request("GET", "/api/posts", headers={"X-Padding": "a" * 65536}), 400, "VALIDATION_ERROR"),
         ("200 header lines", request("GET", "/api/posts", headers={f"X-H{i}": "a" for i in range(200)}), 400,

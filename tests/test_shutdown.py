@@ -270,6 +270,40 @@ def test_answers_outside_the_request_path_keep_the_envelope_and_hide_versions(ba
         api.stop()
 
 
+def test_100_continue_only_when_the_body_is_read(base_config, tmp_path, connect):
+    """A client that awaits `100 Continue` before its body (curl past 1 MiB) uploads nothing when the
+    answer does not need the body: 401, or 413 for a declared length, at once and with `Connection: close`.
+    When the handler reads the body the 100 comes first, and from then on BODY_TIMEOUT runs."""
+    api = Api(_env(base_config, BODY_TIMEOUT=0.5), tmp_path / "api.log").start()
+    expect = b"Host: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+    try:
+        refused = [  # the login body is read by the rate limiter, before the handler
+            (401, b"/api/posts", b"1000"), (413, b"/api/users", b"2000000"), (413, b"/api/auth/login", b"2000000")]
+        for status, path, length in refused:
+            sock = connect(api.port)
+            sock.sendall(b"POST " + path + b" HTTP/1.1\r\n" + expect + b"Content-Length: " + length + b"\r\n\r\n")
+            got, headers = _read_answer(sock)
+            assert (got, headers["connection"]) == (status, "close")
+            sock.shutdown(socket.SHUT_WR)  # as curl closes; the server reads what comes, then closes too
+            assert sock.recv(65536) == b""
+
+        body = json.dumps({"email": "wait@example.com", "username": "waiter", "password": "correct horse"})
+        sock = connect(api.port)
+        sock.sendall(b"POST /api/users HTTP/1.1\r\n" + expect + b"Content-Length: %d\r\n\r\n" % len(body))
+        assert _read_answer(sock) == (100, {})
+        sock.sendall(body.encode())
+        status, headers = _read_answer(sock)
+        assert status == 201 and "connection" not in headers  # kept alive
+
+        sock.sendall(b"POST /api/users HTTP/1.1\r\n" + expect + b"Content-Length: 10\r\n\r\n")
+        assert _read_answer(sock) == (100, {})
+        started = time.monotonic()
+        status, headers = _read_answer(sock)  # the body never comes
+        assert (status, headers["connection"]) == (408, "close") and time.monotonic() - started < 3
+    finally:
+        api.stop()
+
+
 def test_a_single_process_ignores_sighup(base_config, tmp_path):
     """Reloads are the supervisor's; a lone process must not die (undrained) of a stray SIGHUP."""
     api = Api(_env(base_config), tmp_path / "api.log").start()
