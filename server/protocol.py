@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import uuid
 
 from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
@@ -33,7 +32,7 @@ from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
 from .errors import (ApiError, InternalError, RequestTimeout, ServiceUnavailable, ValidationError, error_response,
-                     from_exception)
+                     from_exception, request_id_of)
 
 log = logging.getLogger("server.protocol")
 
@@ -118,7 +117,7 @@ class Connection(RequestHandler):
         """aiohttp's coroutine, returned for its caller to await (no frame of our own per request)."""
         if isinstance(resp, web.HTTPException) and "X-Request-Id" not in resp.headers:
             # aiohttp's own plain-text answer: a request target no route can take, such as `OPTIONS *`
-            resp = _outside_answer(from_exception(resp))
+            resp = _outside_answer(from_exception(resp), request)
         if self.withheld is not None:  # answered without the body its client holds back: a new
             self.withheld = None      # connection for its next request, not a guess at what it sends now
             resp.force_close()
@@ -140,7 +139,7 @@ class Connection(RequestHandler):
         else:
             log.error("error outside the request path", exc_info=exc)
             error = InternalError()
-        response = _outside_answer(error)
+        response = _outside_answer(error, request)
         response.force_close()
         return response
 
@@ -178,9 +177,10 @@ async def _continue(request: web.BaseRequest) -> None:
     request.writer.output_size = 0  # the answer proper has not started
 
 
-def _outside_answer(error: ApiError) -> web.Response:
-    """The envelope, and the header fields every answer has, for what never reached the request path."""
-    response = error_response(error, uuid.uuid4().hex)
+def _outside_answer(error: ApiError, request: web.BaseRequest) -> web.Response:
+    """The envelope, and the header fields every answer has, for what never reached the request path;
+    the client's X-Request-Id when it is a safe one, as on every other answer."""
+    response = error_response(error, request_id_of(request))
     response.headers.update(OUTSIDE_HEADERS)
     return response
 

@@ -251,9 +251,9 @@ def test_answers_outside_the_request_path_keep_the_envelope_and_hide_versions(ba
     try:
         sent = {
             (408, "REQUEST_TIMEOUT"): b"POST /api/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                                      b"Content-Length: 10\r\n\r\n{",
+                                      b"X-Request-Id: stalled-1\r\nContent-Length: 10\r\n\r\n{",
             (400, "VALIDATION_ERROR"): b"NOT HTTP AT ALL\r\n\r\n",
-            (404, "NOT_FOUND"): b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            (404, "NOT_FOUND"): b"OPTIONS * HTTP/1.1\r\nHost: x\r\nX-Request-Id: asterisk-1\r\nConnection: close\r\n\r\n",
         }
         for (status, code), request in sent.items():
             with connect(api.port) as sock:
@@ -261,6 +261,8 @@ def test_answers_outside_the_request_path_keep_the_envelope_and_hide_versions(ba
                 got, headers, body = _whole_answer(sock)
             assert (got, body["error"]["code"]) == (status, code)
             assert body["error"]["requestId"] == headers["x-request-id"]
+            if b"X-Request-Id" in request:  # the client's id, echoed as on every answer
+                assert headers["x-request-id"] == request.split(b"X-Request-Id: ")[1].split(b"\r\n")[0].decode()
             assert headers["server"] == "blog-api" and headers["x-content-type-options"] == "nosniff"
             if status == 408:
                 assert body["error"]["message"] == "The request body did not arrive within 0.5 s"
