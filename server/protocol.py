@@ -118,10 +118,11 @@ class Connection(RequestHandler):
         if isinstance(resp, web.HTTPException) and "X-Request-Id" not in resp.headers:
             # aiohttp's own plain-text answer: a request target no route can take, such as `OPTIONS *`
             resp = _outside_answer(from_exception(resp), request)
-        if self.withheld is not None:  # answered without the body its client holds back: a new
-            self.withheld = None      # connection for its next request, not a guess at what it sends now
-            resp.force_close()
-        elif self._close or (self._manager is not None and self._manager.draining):
+        if self.withheld is not None:  # answered without asking for the body
+            self.withheld = None
+            if not request.content.is_eof():  # its client holds the body back: a new connection for its
+                resp.force_close()              # next request, not a guess at what it sends now
+        if self._close or (self._manager is not None and self._manager.draining):
             resp.force_close()  # says so to the client, which reconnects (elsewhere) for its next request
         return super().finish_response(request, resp, start_time)
 

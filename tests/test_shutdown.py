@@ -274,8 +274,9 @@ def test_answers_outside_the_request_path_keep_the_envelope_and_hide_versions(ba
 
 def test_100_continue_only_when_the_body_is_read(base_config, tmp_path, connect):
     """A client that awaits `100 Continue` before its body (curl past 1 MiB) uploads nothing when the
-    answer does not need the body: 401, or 413 for a declared length, at once and with `Connection: close`.
-    When the handler reads the body the 100 comes first, and from then on BODY_TIMEOUT runs."""
+    answer does not need the body: 401, or 413 for a declared length, at once and with `Connection: close`
+    (not when the body came anyway). When the handler reads the body the 100 comes first, and from then
+    on BODY_TIMEOUT runs."""
     api = Api(_env(base_config, BODY_TIMEOUT=0.5), tmp_path / "api.log").start()
     expect = b"Host: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
     try:
@@ -288,6 +289,12 @@ def test_100_continue_only_when_the_body_is_read(base_config, tmp_path, connect)
             assert (got, headers["connection"]) == (status, "close")
             sock.shutdown(socket.SHUT_WR)  # as curl closes; the server reads what comes, then closes too
             assert sock.recv(65536) == b""
+
+        sock = connect(api.port)  # a client that sends its body without waiting: the connection stays
+        sock.sendall(b"POST /api/posts HTTP/1.1\r\n" + expect + b"Content-Length: 2\r\n\r\n{}" + GET)
+        status, headers = _read_answer(sock)
+        assert status == 401 and "connection" not in headers
+        assert _read_answer(sock)[0] == 200
 
         body = json.dumps({"email": "wait@example.com", "username": "waiter", "password": "correct horse"})
         sock = connect(api.port)
