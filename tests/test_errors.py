@@ -82,6 +82,16 @@ async def test_head_answers_as_get_would_without_the_body(client, alice):
     assert 'http_requests_total{method="HEAD",route="/api/posts/{id}",status="304"} 1.0' in metrics
 
 
+async def test_expect_100_continue_through_the_test_server(client, alice):
+    """aiohttp's own server (this client's) gets `100 Continue` at once, as aiohttp sends it; a live
+    `serve` sends it only when the body is read (tests/test_shutdown.py). Other expectations are ignored."""
+    created = await client.post("/api/posts", json={"title": "t", "body": "b"}, headers=alice.headers, expect100=True)
+    assert created.status == 201
+    odd = await client.post("/api/posts", json={"title": "t", "body": "b"},
+                            headers={**alice.headers, "Expect": "something-else"})
+    assert odd.status == 201  # not aiohttp's 417 outside the request path
+
+
 def remaining(response) -> int:
     return int(re.search(r";r=(\d+)", response.headers["RateLimit"]).group(1))
 
