@@ -86,7 +86,8 @@ class Query:
         if value is None:
             return default
         if not _DIGITS.fullmatch(value) or not low <= int(value) <= high:
-            self.fault(name, f"must be an integer from {low} to {high}")
+            self.fault(name, "must be a positive integer" if (low, high) == (1, MAX_ID)
+                       else f"must be an integer from {low} to {high}")
             return default
         return int(value)
 

@@ -176,5 +176,13 @@ async def test_too_deep_a_page_names_cursor(client, db):
     assert error["details"][0]["field"] == "page" and "cursor" in error["details"][0]["message"]
 
 
+async def test_query_integer_messages_name_the_range_a_client_can_use(client, db):
+    """`page` has no upper bound of its own (page × limit has), so its message is not the bigint's range."""
+    for query, message in [("page=0", "must be a positive integer"),
+                           ("limit=0", "must be an integer from 1 to 100")]:
+        error = (await (await client.get(f"/api/posts?{query}")).json())["error"]
+        assert error["details"] == [{"field": query.split("=")[0], "message": message}]
+
+
 def test_there_are_at_least_25_cases():
     assert len(CASES) >= 25
