@@ -13,7 +13,7 @@ plain-text 400 and an error traceback in the log. `Connection` adds:
 - `100 Continue` only when the handler reads the body (`expect_continue`, `send_continue`), not as soon
   as the head is routed: a client that waits for it before uploading (curl does past 1 MiB) is refused
   first, uploading nothing, when the answer does not need the body (401, 403, 404, 413 on a declared
-  length, 415, 429);
+  length, 415, and 429 except on login, whose limit is keyed by the body's email);
 - `Connection: close` on every answer while the process drains (server/runner.py).
 
 The deadlines cost nothing per request that arrives in one piece: they are two floats per connection,
