@@ -24,8 +24,8 @@ _DIGITS = re.compile(r"[0-9]{1,19}")  # fullmatch: `$` would let a trailing newl
 
 
 async def read_body(request: web.Request) -> bytes:
-    """The body as sent (server/inflate.py): 413 at once for a declared length past client_max_size,
-    else when that many bytes have come (aiohttp raises it); `100 Continue` first to a client that awaits
+    """The body as sent (server/inflate.py): PayloadTooLarge at once for a declared length past
+    client_max_size, else when that many bytes have come; `100 Continue` first to a client that awaits
     it (server/protocol.py). When the client has closed its connection, aiohttp raises
     ConnectionResetError here even for a body it had whole."""
     length = request.content_length
@@ -34,6 +34,8 @@ async def read_body(request: web.Request) -> bytes:
     try:
         await send_continue(request)
         return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge() from None
     except ConnectionResetError:
         raise ClientGone() from None
 

@@ -246,14 +246,14 @@ async def ratelimit_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def _login_email(request: web.Request) -> tuple[str | None, Exception | None]:
+async def _login_email(request: web.Request) -> tuple[str | None, PayloadTooLarge | None]:
     """The login body's email, read leniently (aiohttp keeps the bytes for the handler); or the error
     reading it raised (413), which must reach the client: a second read would see a truncated body."""
     if request.content_type != "application/json":
         return None, None
     try:
         raw = await read_body(request)
-    except (web.HTTPException, PayloadTooLarge) as exc:
+    except PayloadTooLarge as exc:
         return None, exc
     try:
         data = orjson.loads(raw)

@@ -368,6 +368,23 @@ async def test_unreadable_login_bodies_count_per_address_only(login_client, body
     assert statuses[3] == 429 and 429 not in statuses[:3]
 
 
+async def test_a_login_body_over_the_limit_is_413_declared_or_chunked(aiohttp_client, make_config, db):
+    """The limiter reads a login's body for its email; past BODY_LIMIT that read fails, and the 413 it
+    raised still reaches the client, counted, whether the length was declared or the body chunked."""
+    client = await aiohttp_client(limited_app(make_config(rate_limit=f"{N}/1h", body_limit=1024)))
+
+    async def chunks():
+        for _ in range(4):
+            yield b"y" * 512
+
+    declared = await client.post(LOGIN_PATH, json={"email": "ann@example.com", "password": "x" * 2048})
+    chunked = await client.post(LOGIN_PATH, data=chunks(), headers={"Content-Type": "application/json"})
+    assert "Content-Length" not in chunked.request_info.headers
+    for i, response in enumerate([declared, chunked]):
+        assert response.status == 413 and (await response.json())["error"]["code"] == "PAYLOAD_TOO_LARGE"
+        assert fields(response)[1]["default"]["r"] == N - 1 - i and "login" in fields(response)[1]
+
+
 # --- configuration and the switch ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("text, parsed", [
