@@ -44,12 +44,14 @@ class RespProtocol(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.reader = hiredis.Reader()
         self.waiting: collections.deque[tuple[asyncio.Future, int, list]] = collections.deque()
         self.lost: BaseException | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
+        self.loop = asyncio.get_running_loop()  # kept: each get_running_loop() is a getpid() on Python 3.11
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
@@ -69,7 +71,7 @@ class RespProtocol(asyncio.Protocol):
                 future.set_exception(ConnectionError(f"Redis connection lost: {self.lost}"))
 
     def write(self, commands: Sequence[bytes]) -> asyncio.Future:
-        future = asyncio.get_running_loop().create_future()
+        future = self.loop.create_future()
         self.waiting.append((future, len(commands), []))
         self.transport.write(b"".join(commands))
         return future
