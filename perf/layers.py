@@ -11,7 +11,6 @@ both sides. perf/README.md, "What our layers cost", has the latest figures.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import statistics
@@ -20,9 +19,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cpu import TICK, ticks
 from .stack import Stack
-
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -32,19 +30,11 @@ class Sample:
     system_us: float
 
 
-def _ticks(pids: list[int]) -> tuple[int, int]:
-    user = system = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        user, system = user + int(fields[11]), system + int(fields[12])
-    return user, system
-
-
 def sample(url: str, pids: list[int], seconds: float, connections: int) -> Sample:
-    before = _ticks(pids)
+    before = ticks(pids)
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", url], capture_output=True,
                          text=True, check=True, start_new_session=True).stdout  # see tools.run
-    after = _ticks(pids)
+    after = ticks(pids)
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     per = 1_000_000 / TICK / max(requests, 1)

@@ -133,14 +133,21 @@ def _ms(value: float) -> str:
     return f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
+def _cpu(entry: dict) -> str:
+    us = entry.get("cpu_us")
+    return "" if not us else " · ".join(f"{us.get(k, 0):,.0f}" for k in ("api", "db", "redis", "tool"))
+
+
 def markdown(report: dict, comparison: list[dict] | None = None) -> str:
     meta = report["meta"]
     lines = [f"# perf run {meta['started']}", "",
              " · ".join(f"{k}: {meta[k]}" for k in ("scale", "workers", "connections", "duration", "rate", "commit")
                         if meta.get(k) is not None), "",
+             "CPU: microseconds of CPU per request of the target's own processes, PostgreSQL, Redis and the "
+             "load tool (perf/cpu.py; runs of our own stack only).", "",
              "| scenario | tool | target | posts | cache | loop | req/s | p50 ms | p95 ms | p99 ms | max ms "
-             "| non-2xx | errors | ratio | SLA |",
-             "|---|---|---|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
+             "| non-2xx | errors | ratio | CPU µs: api · db · redis · tool | SLA |",
+             "|---|---|---|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
     for e in report["entries"]:
         scale = _scale(e, meta.get("scale"))
         loop = "closed" if e["mode"] == "closed" else f"open {e['rate']}/s"
@@ -151,7 +158,7 @@ def markdown(report: dict, comparison: list[dict] | None = None) -> str:
         lines.append(f"| {e['scenario']} | {e['tool']} | {e['target']} | {f'{scale:,}' if scale else ''} "
                      f"| {cache} | {loop} "
                      f"| {e['rps']:,.0f} | {_ms(lat['p50'])} | {_ms(lat['p95'])} | {_ms(lat['p99'])} "
-                     f"| {_ms(lat['max'])} | {e['non2xx']} | {e['errors']} | {ratio} | {verdict} |")
+                     f"| {_ms(lat['max'])} | {e['non2xx']} | {e['errors']} | {ratio} | {_cpu(e)} | {verdict} |")
     if report.get("skipped"):
         lines += ["", "Not measured:", ""]
         lines += [f"- {s['scenario']} on {s['target']}: {s['reason']}" for s in report["skipped"]]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import chart, prepare, report, tools
+from . import chart, cpu, prepare, report, tools
 from .prepare import Data
 from .scenarios import HERE, SCENARIOS, Scenario
 from .stack import ROOT, Stack
@@ -81,6 +81,8 @@ class Run:
         self.tmp.chmod(0o755)  # the embedded PostgreSQL's user must reach it
         self.entries: list[dict] = []
         self.skipped: list[dict] = []
+        # Base URL -> the CPU meter of what serves it and of what it uses (perf/cpu.py); only for our own stack.
+        self.meters: dict[str, cpu.Meter] = {}
 
     def skip(self, scenario: Scenario, target: str, reason: str) -> None:
         entry = {"scenario": scenario.name, "target": target, "reason": reason}
@@ -162,9 +164,13 @@ class Run:
         mode = "open" if load.rate else "closed"
         name = f"{t.name}-{t.cache or t.beside or 'na'}-{s.name}-{tool}-{mode}-{scale}"
         name += "" if part is None else f"-slice{part + 1}"
+        meter = self.meters.get(t.url)
         try:
             raw = self.folder / "raw" / f"{name}.txt"
+            before = meter.read() if meter else None
             result = tools.run(tool, s, load, {**env, "PERF_NONCE": prepare.nonce()}, raw)
+            if meter:
+                result["cpu_s"] = meter.spent(before, meter.read())
         except tools.ToolError as exc:
             self.skip(s, t.name, str(exc))
             return None
@@ -176,6 +182,8 @@ class Run:
         mode = "open" if load.rate else "closed"
         entry = {"scenario": s.name, "target": t.name, "scale": scale, "cache": t.cache, "mode": mode,
                  "connections": load.connections, "rate": load.rate, **result}
+        if "cpu_s" in result:
+            entry["cpu_us"] = cpu.per_request(result["cpu_s"], result["requests"])
         if t.beside is not None:
             entry["beside"] = t.beside
         self.entries.append(entry)
@@ -220,6 +228,7 @@ class Run:
                 with stack.service(extra) as url, \
                         (stack.service(extra, BIG_DB) if check else contextlib.nullcontext()) as big_url, \
                         (stack.baseline() if with_baseline else contextlib.nullcontext()) as baseline:
+                    self.meter(stack, url, big_url, baseline[0] if baseline else None)
                     data.cursors = data.cursors or prepare.harvest_cursors(url)
                     twin = beside = None
                     if check:
@@ -229,6 +238,13 @@ class Run:
                         beside = (baseline[0], self.baseline_serves(baseline[1], selected)
                                   & {s.name for s in compared})
                     self.measure(url, "service", cache, scenarios, data, twin, beside)
+
+    def meter(self, stack: Stack, *urls: str | None) -> None:
+        """CPU meters for the targets at `urls`: each one's own processes as `api`, and the stack's PostgreSQL
+        and Redis, which every target uses (only one is loaded at a time)."""
+        shared = {"db": lambda: [stack.pg.proc.pid], "redis": lambda: [stack.redis.proc.pid]}
+        self.meters = {url: cpu.Meter({"api": lambda url=url: [stack.root_pid(url)], **shared})
+                       for url in urls if url is not None}
 
     def baseline_serves(self, served: dict, selected: list[Scenario]) -> set[str]:
         """What the baseline serves of the selected scenarios; the others are listed as skipped with its reason."""

@@ -139,10 +139,14 @@ class Stack:
         self._procs[url] = proc
         return url
 
+    def root_pid(self, url: str) -> int:
+        """The process that started what serves `url`: the service's supervisor or the baseline's launcher."""
+        return self._procs[url].pid
+
     def serving_pids(self, url: str) -> list[int]:
         """The processes that answer `url`: the children of the service's supervisor or of the baseline's
         launcher."""
-        pid = self._procs[url].pid
+        pid = self.root_pid(url)
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
     @contextlib.contextmanager

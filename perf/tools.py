@@ -102,7 +102,7 @@ def _figures(tool: str, requests: int, duration: float, size: int, errors: int, 
 
 
 def merge(parts: list[dict]) -> dict:
-    """One measurement from its slices (the runner's --slices): counts and time summed, req/s over the
+    """One measurement from its slices (the runner's --slices): counts, time and CPU summed, req/s over the
     summed time, and each latency percentile the highest of the slices' (an upper bound: the slices'
     percentiles do not combine exactly, and a verdict must not come out better than the truth)."""
     if len(parts) == 1:
@@ -114,6 +114,9 @@ def merge(parts: list[dict]) -> dict:
     if all(isinstance(p.get("status"), dict) for p in parts):
         status = dict(sum((Counter(p["status"]) for p in parts), Counter()))
     total = {k: sum(p[k] for p in parts) for k in ("duration_s", "bytes", "errors", "timeouts", "non2xx")}
-    return {**_figures(parts[0]["tool"], requests, total["duration_s"], total["bytes"], total["errors"],
-                       total["timeouts"], total["non2xx"], latency, status),
-            "slices": [p["rps"] for p in parts]}
+    merged = {**_figures(parts[0]["tool"], requests, total["duration_s"], total["bytes"], total["errors"],
+                         total["timeouts"], total["non2xx"], latency, status),
+              "slices": [p["rps"] for p in parts]}
+    if all("cpu_s" in p for p in parts):  # perf/cpu.py: seconds per group, summed
+        merged["cpu_s"] = {k: round(sum(p["cpu_s"][k] for p in parts), 3) for k in parts[0]["cpu_s"]}
+    return merged

@@ -63,7 +63,8 @@ def test_a_line_without_figures_is_an_error():
 
 
 def test_report_table_and_json(tmp_path):
-    entries = [_entry("wrk-health.txt"), _entry("autocannon-health.txt"),
+    entries = [_entry("wrk-health.txt", cpu_us={"api": 91.4, "db": 0.0, "redis": 1.2, "tool": 31.6}),
+               _entry("autocannon-health.txt"),
                _entry("autocannon-health-open.txt", mode="open", rate=200),
                _entry("wrk-health.txt", target="baseline", cache=None, rps=20000.0)]
     body = {"meta": {"started": "2026-01-01T00:00:00+00:00", "scale": 10000, "workers": 2}, "entries": entries,
@@ -74,8 +75,8 @@ def test_report_table_and_json(tmp_path):
     assert saved["entries"][0]["ratio"] == pytest.approx(10427.5 / 20000, abs=0.001)
     assert saved["entries"][1]["ratio"] is None  # no autocannon baseline in this run
     md = (tmp_path / "report.md").read_text()
-    assert "| health | wrk | service | 10,000 | on | closed | 10,428 | 0.44 | 4.80 | 10.6 | 22.9 | 0 | 0 | 0.52× req/s | ok |" in md
-    assert "| health | autocannon | service | 10,000 | on | open 200/s | 200 | 0.14 | 4.34 | 6.92 | 14.9 | 0 | 0 |  | ok |" in md
+    assert "| health | wrk | service | 10,000 | on | closed | 10,428 | 0.44 | 4.80 | 10.6 | 22.9 | 0 | 0 | 0.52× req/s | 91 · 0 · 1 · 32 | ok |" in md
+    assert "| health | autocannon | service | 10,000 | on | open 200/s | 200 | 0.14 | 4.34 | 6.92 | 14.9 | 0 | 0 |  |  | ok |" in md
     assert "| health | wrk | baseline | 10,000 |  | closed | 20,000 |" in md
     assert "- post on service: route not available yet" in md
 
@@ -280,7 +281,10 @@ def test_slices_add_up_to_one_measurement_with_the_worst_percentiles():
     assert merged["latency_ms"]["p50"] == 9.0 and merged["latency_ms"]["p99"] == a["latency_ms"]["p99"]
     assert merged["latency_ms"]["mean"] == pytest.approx((1.507 * 20996 + 4.0 * 10000) / 30996, abs=0.001)
     assert merged["error_rate"] == pytest.approx(3 / 30996)
+    assert "cpu_s" not in merged
     assert tools.merge([a]) is a
+    timed = tools.merge([{**a, "cpu_s": {"api": 1.5, "db": 0.25}}, {**b, "cpu_s": {"api": 0.5, "db": 0.5}}])
+    assert timed["cpu_s"] == {"api": 2.0, "db": 0.75}  # seconds of each slice, summed
 
 
 def test_beside_the_baseline_a_closed_loop_measurement_alternates_slices(tmp_path, monkeypatch):
@@ -378,3 +382,60 @@ def test_sigterm_ends_a_run_and_stops_every_server_it_started(tmp_root, tmp_path
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         run.wait()
+
+
+_BURNER = """
+import os, sys, time
+def burn(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+sys.stdin.readline()
+r, w = os.pipe()
+if os.fork() == 0:
+    burn(0.3); os.write(w, b"x"); time.sleep(60); os._exit(0)
+burn(0.3); os.read(r, 1); print("burned", flush=True); time.sleep(60)
+"""
+
+
+def test_the_cpu_meter_counts_a_process_tree_and_the_waited_for_tool():
+    """perf/cpu.py: a group is its root and every descendant; `tool` is this process's waited-for children."""
+    from perf import cpu
+
+    with subprocess.Popen([sys.executable, "-c", _BURNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          text=True) as proc:
+        try:
+            meter = cpu.Meter({"api": lambda: [proc.pid], "gone": lambda: [2**22 + 7]})
+            before = meter.read()
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == "burned\n"
+            subprocess.run([sys.executable, "-c", _BURNER.split("sys.stdin")[0] + "burn(0.2)"], check=True)
+            spent = cpu.Meter.spent(before, meter.read())
+        finally:
+            for pid in cpu.tree(proc.pid)[::-1]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+    assert 0.55 <= spent["api"] < 2.0  # the parent's 0.3 s and its child's
+    assert spent["tool"] >= 0.19 and spent["gone"] == 0.0
+    assert cpu.per_request(spent, 1000)["api"] == pytest.approx(spent["api"] * 1000, abs=0.1)
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_a_run_of_our_own_stack_reports_cpu_per_request_of_each_target(tmp_root, tmp_path):
+    """A short real run: the service and the baseline each get the CPU of their own processes, PostgreSQL's
+    and the tool's per request, and the table shows them."""
+    var = tmp_root / "perf-sigterm"  # the same cluster as the SIGTERM test: seeded once
+    args = [sys.executable, "-m", "perf", "run", "--scenario", "user", "--tool", "wrk", "--cache", "off",
+            "--scale", "1000", "--scale-check", "0", "--rate", "0", "--warmup", "0", "--duration", "2",
+            "--slices", "1", "--var", str(var), "--results", str(tmp_path / "results")]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode in (0, 1), out.stdout + out.stderr  # 1: an SLA missed on a busy machine
+    folder = next((tmp_path / "results").iterdir())
+    entries = json.loads((folder / "report.json").read_text())["entries"]
+    assert [e["target"] for e in entries] == ["service", "baseline"]
+    for e in entries:
+        assert e["requests"] > 100 and set(e["cpu_us"]) == {"api", "db", "redis", "tool"}
+        assert e["cpu_us"]["api"] > 0 and e["cpu_us"]["db"] > 0 and e["cpu_us"]["tool"] > 0, e
+        assert e["cpu_us"]["api"] < 1e6 / e["rps"] * os.cpu_count()  # no more than every core, all the time
+    assert "| CPU µs: api · db · redis · tool |" in (folder / "report.md").read_text()

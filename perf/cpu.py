@@ -1,0 +1,69 @@
+"""CPU time per request, by process group: what a measurement cost the API, PostgreSQL, Redis and the tool.
+
+On a machine shared with other work, req/s moves with whatever else runs; the CPU one request costs
+moves much less, so it says where a difference between two targets comes from. A run of our own stack
+reads the user and system time of every process of each group from /proc before and after each tool
+run (a group is a root process and all its descendants: the service's supervisor and its workers, the
+baseline's launcher and its processes, PostgreSQL's postmaster and its backends, redis-server), and the
+tool's own time from the runner's waited-for children (getrusage). A process that ends between the two
+reads takes its time with it (a PostgreSQL backend closed mid-measurement), so a figure is a floor.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def ticks(pids: Iterable[int]) -> tuple[int, int]:
+    """(user, system) clock ticks of `pids` so far; a process that has ended counts nothing."""
+    user = system = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        user, system = user + int(fields[11]), system + int(fields[12])
+    return user, system
+
+
+def tree(root: int) -> list[int]:
+    """`root` and every process descended from it."""
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        try:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:  # ended meanwhile
+            pass
+    return found
+
+
+class Meter:
+    """Seconds of CPU spent by each group (name → its root pids) and by this process's waited-for children
+    (`tool`): read() before and after a measurement, spent() of the two."""
+
+    def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
+        self.groups = groups
+
+    def read(self) -> dict[str, float]:
+        out = {name: sum(ticks(p for root in roots() for p in tree(root))) / TICK
+               for name, roots in self.groups.items()}
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out["tool"] = usage.ru_utime + usage.ru_stime
+        return out
+
+    @staticmethod
+    def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        return {name: round(max(0.0, after[name] - before[name]), 3) for name in after if name in before}
+
+
+def per_request(spent: dict[str, float], requests: int) -> dict[str, float]:
+    """Microseconds of each group's CPU per request answered."""
+    return {name: round(seconds * 1e6 / max(1, requests), 1) for name, seconds in spent.items()}
