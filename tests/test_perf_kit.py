@@ -439,3 +439,10 @@ def test_a_run_of_our_own_stack_reports_cpu_per_request_of_each_target(tmp_root,
         assert e["cpu_us"]["api"] > 0 and e["cpu_us"]["db"] > 0 and e["cpu_us"]["tool"] > 0, e
         assert e["cpu_us"]["api"] < 1e6 / e["rps"] * os.cpu_count()  # no more than every core, all the time
     assert "| CPU µs: api · db · redis · tool |" in (folder / "report.md").read_text()
+
+
+def test_a_pass_reads_first_then_runs_the_mixed_workload_then_the_other_writes():
+    from perf.runner import pass_order
+
+    names = [s.name for s in pass_order([SCENARIOS[n] for n in ("login", "post", "mixed", "comment", "tags")])]
+    assert names == ["post", "tags", "mixed", "login", "comment"]
