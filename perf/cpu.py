@@ -4,14 +4,17 @@ On a machine shared with other work, req/s moves with whatever else runs; the CP
 moves much less, so it says where a difference between two targets comes from. A run of our own stack
 reads the user and system time of every process of each group from /proc before and after each tool
 run (a group is a root process and all its descendants: the service's supervisor and its workers, the
-baseline's launcher and its processes, PostgreSQL's postmaster and its backends, redis-server), and the
-tool's own time from the runner's waited-for children (getrusage). A process that ends between the two
+baseline's launcher and its processes, redis-server; PostgreSQL's processes in two groups, the
+backends serving client connections and the rest: postmaster, checkpointer, WAL writer, autovacuum,
+whose work lands in whichever measurement it overlaps), and the tool's own time from the runner's
+waited-for children (getrusage). A process that ends between the two
 reads takes its time with it (a PostgreSQL backend closed mid-measurement), so a figure is a floor.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import resource
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -43,6 +46,22 @@ def tree(root: int) -> list[int]:
         except OSError:  # ended meanwhile
             pass
     return found
+
+
+# A backend's title (`update_process_title`): "postgres: USER DATABASE HOST(PORT) STATE".
+_CLIENT_BACKEND = re.compile(rb"postgres: \S+ \S+ (\[local\]|\S+\(\d+\))")
+
+
+def postgres(postmaster: int) -> tuple[list[int], list[int]]:
+    """PostgreSQL's processes: (the backends serving client connections, all the others)."""
+    clients, others = [], []
+    for pid in tree(postmaster):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        (clients if _CLIENT_BACKEND.match(title) else others).append(pid)
+    return clients, others
 
 
 class Meter:

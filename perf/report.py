@@ -135,7 +135,10 @@ def _ms(value: float) -> str:
 
 def _cpu(entry: dict) -> str:
     us = entry.get("cpu_us")
-    return "" if not us else " · ".join(f"{us.get(k, 0):,.0f}" for k in ("api", "db", "redis", "tool"))
+    if not us:
+        return ""
+    db = f"{us['db']:,.0f}" + (f" (+{us['db_background']:,.0f})" if us.get("db_background", 0) >= 0.5 else "")
+    return " · ".join((f"{us['api']:,.0f}", db, f"{us['redis']:,.0f}", f"{us['tool']:,.0f}"))
 
 
 def markdown(report: dict, comparison: list[dict] | None = None) -> str:
@@ -143,10 +146,10 @@ def markdown(report: dict, comparison: list[dict] | None = None) -> str:
     lines = [f"# perf run {meta['started']}", "",
              " · ".join(f"{k}: {meta[k]}" for k in ("scale", "workers", "connections", "duration", "rate", "commit")
                         if meta.get(k) is not None), "",
-             "CPU: microseconds of CPU per request of the target's own processes, PostgreSQL, Redis and the "
-             "load tool (perf/cpu.py; runs of our own stack only).", "",
+             "CPU: microseconds of CPU per request of the target's own processes, PostgreSQL's client backends "
+             "(+ its background processes), Redis and the load tool (perf/cpu.py; runs of our own stack only).", "",
              "| scenario | tool | target | posts | cache | loop | req/s | p50 ms | p95 ms | p99 ms | max ms "
-             "| non-2xx | errors | ratio | CPU µs: api · db · redis · tool | SLA |",
+             "| non-2xx | errors | ratio | CPU µs: api · db (+bg) · redis · tool | SLA |",
              "|---|---|---|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
     for e in report["entries"]:
         scale = _scale(e, meta.get("scale"))

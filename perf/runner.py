@@ -240,8 +240,11 @@ class Run:
 
     def meter(self, stack: Stack, *urls: str | None) -> None:
         """CPU meters for the targets at `urls`: each one's own processes as `api`, and the stack's PostgreSQL
-        and Redis, which every target uses (only one is loaded at a time)."""
-        shared = {"db": lambda: [stack.pg.proc.pid], "redis": lambda: [stack.redis.proc.pid]}
+        (its client backends and its background processes) and Redis, which every target uses (only one
+        is loaded at a time)."""
+        shared = {"db": lambda: cpu.postgres(stack.pg.proc.pid)[0],
+                  "db_background": lambda: cpu.postgres(stack.pg.proc.pid)[1],
+                  "redis": lambda: [stack.redis.proc.pid]}
         self.meters = {url: cpu.Meter({"api": lambda url=url: [stack.root_pid(url)], **shared})
                        for url in urls if url is not None}
 

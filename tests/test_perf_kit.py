@@ -64,7 +64,8 @@ def test_a_line_without_figures_is_an_error():
 
 def test_report_table_and_json(tmp_path):
     entries = [_entry("wrk-health.txt", cpu_us={"api": 91.4, "db": 0.0, "redis": 1.2, "tool": 31.6}),
-               _entry("autocannon-health.txt"),
+               _entry("autocannon-health.txt",
+                      cpu_us={"api": 91.4, "db": 210.2, "db_background": 13.6, "redis": 1.2, "tool": 31.6}),
                _entry("autocannon-health-open.txt", mode="open", rate=200),
                _entry("wrk-health.txt", target="baseline", cache=None, rps=20000.0)]
     body = {"meta": {"started": "2026-01-01T00:00:00+00:00", "scale": 10000, "workers": 2}, "entries": entries,
@@ -78,6 +79,7 @@ def test_report_table_and_json(tmp_path):
     assert "| health | wrk | service | 10,000 | on | closed | 10,428 | 0.44 | 4.80 | 10.6 | 22.9 | 0 | 0 | 0.52× req/s | 91 · 0 · 1 · 32 | ok |" in md
     assert "| health | autocannon | service | 10,000 | on | open 200/s | 200 | 0.14 | 4.34 | 6.92 | 14.9 | 0 | 0 |  |  | ok |" in md
     assert "| health | wrk | baseline | 10,000 |  | closed | 20,000 |" in md
+    assert "| 14,985 | 0.48 | 0.96 | 5.12 | 49.7 | 0 | 0 |  | 91 · 210 (+14) · 1 · 32 | ok |" in md
     assert "- post on service: route not available yet" in md
 
 
@@ -435,10 +437,10 @@ def test_a_run_of_our_own_stack_reports_cpu_per_request_of_each_target(tmp_root,
     entries = json.loads((folder / "report.json").read_text())["entries"]
     assert [e["target"] for e in entries] == ["service", "baseline"]
     for e in entries:
-        assert e["requests"] > 100 and set(e["cpu_us"]) == {"api", "db", "redis", "tool"}
+        assert e["requests"] > 100 and set(e["cpu_us"]) == {"api", "db", "db_background", "redis", "tool"}
         assert e["cpu_us"]["api"] > 0 and e["cpu_us"]["db"] > 0 and e["cpu_us"]["tool"] > 0, e
         assert e["cpu_us"]["api"] < 1e6 / e["rps"] * os.cpu_count()  # no more than every core, all the time
-    assert "| CPU µs: api · db · redis · tool |" in (folder / "report.md").read_text()
+    assert "| CPU µs: api · db (+bg) · redis · tool |" in (folder / "report.md").read_text()
 
 
 def test_a_pass_reads_first_then_runs_the_mixed_workload_then_the_other_writes():
