@@ -65,15 +65,14 @@ def postgres(postmaster: int) -> tuple[list[int], list[int]]:
 
 
 class Meter:
-    """Seconds of CPU spent by each group (name → its root pids) and by this process's waited-for children
-    (`tool`): read() before and after a measurement, spent() of the two."""
+    """Seconds of CPU spent by each group (name → a function giving every pid of the group now) and by this
+    process's waited-for children (`tool`): read() before and after a measurement, spent() of the two."""
 
     def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
         self.groups = groups
 
     def read(self) -> dict[str, float]:
-        out = {name: sum(ticks(p for root in roots() for p in tree(root))) / TICK
-               for name, roots in self.groups.items()}
+        out = {name: sum(ticks(pids())) / TICK for name, pids in self.groups.items()}
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         out["tool"] = usage.ru_utime + usage.ru_stime
         return out

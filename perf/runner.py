@@ -245,7 +245,7 @@ class Run:
         shared = {"db": lambda: cpu.postgres(stack.pg.proc.pid)[0],
                   "db_background": lambda: cpu.postgres(stack.pg.proc.pid)[1],
                   "redis": lambda: [stack.redis.proc.pid]}
-        self.meters = {url: cpu.Meter({"api": lambda url=url: [stack.root_pid(url)], **shared})
+        self.meters = {url: cpu.Meter({"api": lambda url=url: cpu.tree(stack.root_pid(url)), **shared})
                        for url in urls if url is not None}
 
     def baseline_serves(self, served: dict, selected: list[Scenario]) -> set[str]:

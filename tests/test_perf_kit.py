@@ -407,7 +407,7 @@ def test_the_cpu_meter_counts_a_process_tree_and_the_waited_for_tool():
     with subprocess.Popen([sys.executable, "-c", _BURNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                           text=True) as proc:
         try:
-            meter = cpu.Meter({"api": lambda: [proc.pid], "gone": lambda: [2**22 + 7]})
+            meter = cpu.Meter({"api": lambda: cpu.tree(proc.pid), "gone": lambda: [2**22 + 7]})
             before = meter.read()
             proc.stdin.write("go\n")
             proc.stdin.flush()
@@ -439,6 +439,7 @@ def test_a_run_of_our_own_stack_reports_cpu_per_request_of_each_target(tmp_root,
     for e in entries:
         assert e["requests"] > 100 and set(e["cpu_us"]) == {"api", "db", "db_background", "redis", "tool"}
         assert e["cpu_us"]["api"] > 0 and e["cpu_us"]["db"] > 0 and e["cpu_us"]["tool"] > 0, e
+        assert e["cpu_us"]["db_background"] < e["cpu_us"]["db"], e  # reads: the backends do the work
         assert e["cpu_us"]["api"] < 1e6 / e["rps"] * os.cpu_count()  # no more than every core, all the time
     assert "| CPU µs: api · db (+bg) · redis · tool |" in (folder / "report.md").read_text()
 
