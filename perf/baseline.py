@@ -129,17 +129,26 @@ def launch(processes: int) -> int:
     asked (exit 0, or ended by the signal passed on: one still starting has no handler for it yet), else 1."""
     children: list[subprocess.Popen] = []
     asked: set[int] = set()  # the signals passed on, as a child's returncode shows death by one (-signum)
+    sent: dict[int, set[int]] = {}  # child pid -> the signals it was sent
+
+    def send(child: subprocess.Popen, signum: int) -> None:
+        if child.poll() is None and signum not in sent[child.pid]:
+            sent[child.pid].add(signum)
+            child.send_signal(signum)
 
     def forward(signum, _frame) -> None:
         asked.add(-signum)
         for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
+            send(child, signum)
 
     signal.signal(signal.SIGTERM, forward)  # before the first child starts, so none is left behind
     signal.signal(signal.SIGINT, forward)
     for _ in range(processes):
-        children.append(subprocess.Popen([sys.executable, "-m", "perf.baseline"]))
+        child = subprocess.Popen([sys.executable, "-m", "perf.baseline"])
+        sent[child.pid] = set()
+        children.append(child)
+        for code in sorted(asked):  # a signal that came while this child was being started missed it
+            send(child, -code)
     codes = [child.wait() for child in children]
     return 0 if all(code == 0 or code in asked for code in codes) else 1
 
