@@ -1,14 +1,14 @@
 """CPU time per request, by process group: what a measurement cost the API, PostgreSQL, Redis and the tool.
 
-On a machine shared with other work, req/s moves with whatever else runs; the CPU one request costs
-moves much less, so it says where a difference between two targets comes from. A run of our own stack
-reads the user and system time of every process of each group from /proc before and after each tool
-run (a group is a root process and all its descendants: the service's supervisor and its workers, the
-baseline's launcher and its processes, redis-server; PostgreSQL's processes in two groups, the
-backends serving client connections and the rest: postmaster, checkpointer, WAL writer, autovacuum,
-whose work lands in whichever measurement it overlaps), and the tool's own time from the runner's
-waited-for children (getrusage). A process that ends between the two
-reads takes its time with it (a PostgreSQL backend closed mid-measurement), so a figure is a floor.
+On a machine shared with other work, req/s moves with whatever else runs; the CPU one request costs the
+API processes moves much less, so it says where a difference between two targets comes from. A run of
+our own stack reads the user and system time of every process of each group from /proc before and after
+each tool run: the target's own processes (the service's supervisor and workers, or the baseline's
+launcher and its processes: tree()), PostgreSQL's backends serving client connections and, apart, its
+other processes (postmaster, checkpointer, WAL writer, autovacuum, whose work lands in whichever
+measurement it overlaps), and redis-server; the tool's own time comes from the runner's waited-for
+children (getrusage). A process that ends between the two reads takes its time with it (a PostgreSQL
+backend closed mid-measurement), so a figure is a floor.
 """
 
 from __future__ import annotations

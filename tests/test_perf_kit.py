@@ -329,15 +329,9 @@ def test_ratios_are_taken_against_the_baseline_beside_the_same_cache_setting(tmp
 
 
 def _descendants(pid: int) -> set[int]:
-    from tests.faultkit import children
+    from perf.cpu import tree
 
-    found, todo = set(), [pid]
-    while todo:
-        for child in children(todo.pop()):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
+    return set(tree(pid)) - {pid}
 
 
 def _cmdline(pid: int) -> bytes:
