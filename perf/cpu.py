@@ -7,8 +7,11 @@ each tool run: the target's own processes (the service's supervisor and workers,
 launcher and its processes: tree()), PostgreSQL's backends serving client connections and, apart, its
 other processes (postmaster, checkpointer, WAL writer, autovacuum, whose work lands in whichever
 measurement it overlaps), and redis-server; the tool's own time comes from the runner's waited-for
-children (getrusage). A process that ends between the two reads takes its time with it (a PostgreSQL
-backend closed mid-measurement), so a figure is a floor.
+children (getrusage). Each process is read on its own, keyed by pid and start time: one that starts
+during a measurement counts all its time, one that ends during it (a PostgreSQL backend whose connection
+a pool closed) takes with it what it spent since the first read, so a figure is a floor. (Summing each
+group's ticks before and after, as the first version did, subtracted the whole life of a process that
+ended: an idle pool's backend closing while another target was loaded took that row's `db` to zero.)
 """
 
 from __future__ import annotations
@@ -16,22 +19,33 @@ from __future__ import annotations
 import os
 import re
 import resource
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def _stat(pids: Iterable[int]) -> Iterator[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/PID/stat after the command name) of each process still there."""
+    for pid in pids:
+        try:
+            yield pid, Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+
+
 def ticks(pids: Iterable[int]) -> tuple[int, int]:
     """(user, system) clock ticks of `pids` so far; a process that has ended counts nothing."""
     user = system = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
+    for _, fields in _stat(pids):
         user, system = user + int(fields[11]), system + int(fields[12])
     return user, system
+
+
+def times(pids: Iterable[int]) -> dict[tuple[int, int], int]:
+    """Each live process's user + system clock ticks so far, keyed by (pid, start time): a pid that the
+    kernel gives to a new process is another key."""
+    return {(pid, int(fields[19])): int(fields[11]) + int(fields[12]) for pid, fields in _stat(pids)}
 
 
 def tree(root: int) -> list[int]:
@@ -71,15 +85,25 @@ class Meter:
     def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
         self.groups = groups
 
-    def read(self) -> dict[str, float]:
-        out = {name: sum(ticks(pids())) / TICK for name, pids in self.groups.items()}
+    def read(self) -> dict:
+        out: dict = {name: times(pids()) for name, pids in self.groups.items()}
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         out["tool"] = usage.ru_utime + usage.ru_stime
         return out
 
     @staticmethod
-    def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-        return {name: round(max(0.0, after[name] - before[name]), 3) for name in after if name in before}
+    def spent(before: dict, after: dict) -> dict[str, float]:
+        """Seconds per group between two reads: each process's own growth, summed."""
+        out = {}
+        for name, now in after.items():
+            if name not in before:
+                continue
+            if isinstance(now, dict):
+                then = before[name]
+                out[name] = round(sum(max(0, t - then.get(key, 0)) for key, t in now.items()) / TICK, 3)
+            else:
+                out[name] = round(max(0.0, now - before[name]), 3)
+        return out
 
 
 def per_request(spent: dict[str, float], requests: int) -> dict[str, float]:

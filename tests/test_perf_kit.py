@@ -417,6 +417,45 @@ def test_the_cpu_meter_counts_a_process_tree_and_the_waited_for_tool():
     assert cpu.per_request(spent, 1000)["api"] == pytest.approx(spent["api"] * 1000, abs=0.1)
 
 
+_STEPS = """
+import sys, time
+def burn(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+for seconds in sys.argv[1:]:
+    burn(float(seconds)); print("burned", flush=True); sys.stdin.readline()
+"""
+
+
+def test_a_process_that_ends_during_a_measurement_takes_only_its_own_time_with_it():
+    """A PostgreSQL backend closed by an idle pool while another target is loaded: its whole past must not
+    be taken off the group's figure (the first meter summed each group's ticks before and after, and such
+    a row's `db` came out as zero)."""
+    from perf import cpu
+
+    def start(*steps: float) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-c", _STEPS, *map(str, steps)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline() == "burned\n"
+        return proc
+
+    old, busy = start(0.6), start(0, 0.3)  # one with a past that is about to end, one about to work
+    try:
+        meter = cpu.Meter({"db": lambda: [old.pid, busy.pid]})
+        before = meter.read()
+        old.communicate("\n", timeout=30)
+        busy.stdin.write("\n")
+        busy.stdin.flush()
+        assert busy.stdout.readline() == "burned\n"
+        spent = cpu.Meter.spent(before, meter.read())
+    finally:
+        for proc in (old, busy):
+            proc.kill()
+            proc.communicate()
+    assert 0.28 <= spent["db"] < 0.6  # the busy one's 0.3 s; nothing of the other's 0.6
+
+
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_a_run_of_our_own_stack_reports_cpu_per_request_of_each_target(tmp_root, tmp_path):
     """A short real run: the service and the baseline each get the CPU of their own processes, PostgreSQL's
