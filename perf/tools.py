@@ -45,7 +45,8 @@ def command(tool: str, scenario: Scenario, load: Load) -> list[str]:
     if tool == "wrk":
         if load.rate:
             raise ToolError("wrk runs closed loop only; use autocannon for a fixed rate")
-        return ["wrk", f"-t{load.threads}", f"-c{load.connections}", f"-d{load.duration:g}s",
+        # wrk takes whole seconds only (it printed its usage and exited 1 for a slice of 10/3 s).
+        return ["wrk", f"-t{load.threads}", f"-c{load.connections}", f"-d{max(1, round(load.duration))}s",
                 f"--timeout={TIMEOUT_S}s", "-s", script, load.url]
     return ["node", script, "--url", load.url, "--connections", str(load.connections),
             "--duration", f"{load.duration:g}", "--rate", str(load.rate)]
@@ -65,7 +66,8 @@ def run(tool: str, scenario: Scenario, load: Load, env: dict[str, str], raw: Pat
         raw.parent.mkdir(parents=True, exist_ok=True)
         raw.write_text(f"$ {' '.join(command(tool, scenario, load))}\n{out.stdout}\n{out.stderr}")
     if out.returncode != 0:
-        raise ToolError(f"{tool} {scenario.name} exited {out.returncode}: {out.stderr.strip()[-300:]}")
+        said = out.stderr.strip() or out.stdout.strip()  # wrk prints its usage to stdout
+        raise ToolError(f"{tool} {scenario.name} exited {out.returncode}: {said[-300:]}")
     return parse(out.stdout)
 
 

@@ -57,6 +57,17 @@ def test_autocannon_output_becomes_the_common_figures():
     assert opened["requests"] == 463 and opened["rps"] == 200.5 and opened["latency_ms"]["p99"] == 6.919
 
 
+def test_wrk_gets_whole_seconds_however_a_measurement_is_sliced():
+    """`--duration 10` beside the baseline gives slices of 10/3 s; wrk refuses `-d3.33333s` (it prints its
+    usage and exits 1), so it gets whole seconds, at least one."""
+
+    def duration(seconds: float) -> str:
+        args = tools.command("wrk", SCENARIOS["post"], tools.Load("http://127.0.0.1:1", 100, seconds))
+        return next(a for a in args if a.startswith("-d"))
+
+    assert [duration(s) for s in (10 / 3, 30 / 3, 2.5, 0.4)] == ["-d3s", "-d10s", "-d2s", "-d1s"]
+
+
 def test_a_line_without_figures_is_an_error():
     with pytest.raises(tools.ToolError, match="no PERF_RESULT"):
         tools.parse("Running 2s test @ http://127.0.0.1:1\nconnection refused\n")
