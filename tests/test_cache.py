@@ -248,6 +248,8 @@ async def test_held_copies_stay_within_their_byte_budget(aiohttp_client, config,
             assert (await client.get(f"/api/users/{who.id}")).status == 200
     assert 0 < cache._held_bytes <= 600  # noqa: SLF001 - the bound under test
     assert cache._held_bytes == sum(len(body) for _, _, body in cache._held.values())  # noqa: SLF001
-    assert len(cache._held) < len(people)  # noqa: SLF001 - the oldest copies were forgotten
+    kept = list(cache._held)  # noqa: SLF001
+    assert 0 < len(kept) < len(people)  # the oldest copies were forgotten, the newest kept in order
+    assert kept == [f"c:user:{who.id}?" for who in people[-len(kept):]]
     again = await client.get(f"/api/users/{people[0].id}")
     assert (await again.json())["data"]["id"] == people[0].id
