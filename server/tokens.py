@@ -12,6 +12,7 @@ import re
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 
 import jwt
@@ -68,8 +69,9 @@ class KeySet:
         self.verify_keys: dict[str, rsa.RSAPublicKey] = {}
         for key in [*public_keys, *(k.public_key() for k in private_keys)]:
             self.verify_keys[thumbprint(key)] = key
-        # Tokens these keys verified, with their claims and when they stop being valid: see verify_access_token.
-        self.verified: dict[tuple[str, str, str], tuple[Claims, float]] = {}
+        # Tokens these keys verified, with their claims and when they stop being valid, oldest first (an
+        # OrderedDict, whose oldest is forgotten without a walk: server/cache.py): see verify_access_token.
+        self.verified: OrderedDict[tuple[str, str, str], tuple[Claims, float]] = OrderedDict()
 
     @classmethod
     def from_pem(cls, private_pem: bytes, public_pem: bytes = b"") -> KeySet:
@@ -141,7 +143,7 @@ def verify_access_token(keys: KeySet, token: str, *, issuer: str, audience: str)
         raise TokenError("expired", expired=True)
     claims, expires = _verify_access_token(keys, token, issuer=issuer, audience=audience)
     if len(keys.verified) >= VERIFIED_TOKENS:
-        keys.verified.pop(next(iter(keys.verified)))  # the oldest
+        keys.verified.popitem(last=False)  # the oldest
     keys.verified[entry] = claims, expires + LEEWAY  # pyjwt's test: expired once exp <= now - leeway
     return claims
 
