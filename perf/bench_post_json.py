@@ -13,7 +13,6 @@ handler pays it: the round trip, PostgreSQL's work, asyncpg's decoding and the P
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 
@@ -21,6 +20,7 @@ import asyncpg
 import orjson
 
 sys.path.insert(0, ".")
+from perf.cpu import TICK, ticks  # noqa: E402
 from server.db import Q  # noqa: E402
 
 TYPES = """
@@ -109,13 +109,9 @@ async def sql_list(conn, limit, sql=Q.list_posts_first):
     return b'{"data":' + row["data"].encode() + b',"meta":' + meta + b"}"
 
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
 def server_cpu(pid: int) -> float:
     """Seconds of CPU the backend process has used (user + system), from /proc (same machine only)."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return sum(ticks([pid])) / TICK
 
 
 async def timed(name, fn, n, backend):
