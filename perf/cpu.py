@@ -94,15 +94,9 @@ class Meter:
     @staticmethod
     def spent(before: dict, after: dict) -> dict[str, float]:
         """Seconds per group between two reads: each process's own growth, summed."""
-        out = {}
-        for name, now in after.items():
-            if name not in before:
-                continue
-            if isinstance(now, dict):
-                then = before[name]
-                out[name] = round(sum(max(0, t - then.get(key, 0)) for key, t in now.items()) / TICK, 3)
-            else:
-                out[name] = round(max(0.0, now - before[name]), 3)
+        out = {name: round(sum(t - before[name].get(key, 0) for key, t in now.items()) / TICK, 3)
+               for name, now in after.items() if name != "tool"}
+        out["tool"] = round(after["tool"] - before["tool"], 3)
         return out
 
 
