@@ -68,6 +68,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--var", type=Path, default=d.var, help="cached PostgreSQL cluster with seeded databases")
     run.add_argument("--posts", type=int, help="with --target: highest post id to ask for")
     run.add_argument("--users", type=int, help="with --target: seeded users (user<id>@example.com)")
+    run.add_argument("--no-calibration", action="store_false", dest="calibrate",
+                     help="skip the machine's gauge before and after the run (perf/calibrate.py)")
     layers = commands.add_parser("layers", help="CPU per request and req/s of the service against the baseline")
     layers.add_argument("paths", nargs="*", help="GET paths (default: a user, the tags, a post, the first list page)")
     layers.add_argument("--scale", type=lambda v: int(float(v)), default=d.scale)

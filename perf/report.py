@@ -141,11 +141,21 @@ def _cpu(entry: dict) -> str:
     return " · ".join((f"{us['api']:,.0f}", db, f"{us['redis']:,.0f}", f"{us['tool']:,.0f}"))
 
 
+def _calibration(gauge: dict | None) -> list[str]:
+    """The machine's speed around the run (perf/calibrate.py), as a line of the header, if measured."""
+    if not gauge or not any(gauge.values()):
+        return []
+    said = " and ".join(f"{gauge[k]:,.0f} req/s {k}" for k in ("before", "after") if gauge.get(k))
+    return [f"Machine: {said} the measurements on a bare aiohttp JSON route under wrk -t1 -c64 (perf/calibrate.py; "
+            "compare absolute figures between runs only at like readings).", ""]
+
+
 def markdown(report: dict, comparison: list[dict] | None = None) -> str:
     meta = report["meta"]
     lines = [f"# perf run {meta['started']}", "",
              " · ".join(f"{k}: {meta[k]}" for k in ("scale", "workers", "connections", "duration", "rate", "commit")
                         if meta.get(k) is not None), "",
+             *_calibration(meta.get("calibration")),
              "CPU: microseconds of CPU per request of the target's own processes, PostgreSQL's client backends "
              "(+ its background processes), Redis and the load tool (perf/cpu.py; runs of our own stack only).", "",
              "| scenario | tool | target | posts | cache | loop | req/s | p50 ms | p95 ms | p99 ms | max ms "

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import chart, cpu, prepare, report, tools
+from . import calibrate, chart, cpu, prepare, report, tools
 from .prepare import Data
 from .scenarios import HERE, SCENARIOS, Scenario
 from .stack import ROOT, Stack
@@ -70,6 +70,7 @@ class Options:
     var: Path = ROOT / "var" / "perf"
     posts: int | None = None  # with --target: ranges the API cannot tell
     users: int | None = None
+    calibrate: bool = True  # the machine's gauge (perf/calibrate.py) before and after the measurements
 
 
 class Run:
@@ -265,6 +266,8 @@ class Run:
                      "workers": o.workers, "connections": o.connections, "duration": o.duration,
                      "warmup": o.warmup, "rate": o.rate, "tools": o.tools, "caches": o.caches,
                      "target": o.target or "own", "commit": _commit(), "machine": _machine()}
+        if o.calibrate:  # before anything of the run is started, and again once everything is stopped
+            self.meta["calibration"] = {"before": calibrate.gauge()}
         try:
             if o.target:
                 data = prepare.discover(o.target.rstrip("/"), o.posts, o.users, o.seed)
@@ -276,6 +279,8 @@ class Run:
                 self.own_stack()
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
+        if o.calibrate:
+            self.meta["calibration"]["after"] = calibrate.gauge()
         return self.finish()
 
     def finish(self) -> int:

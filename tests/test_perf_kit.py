@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -166,6 +167,32 @@ def test_the_run_exits_non_zero_on_a_miss_and_zero_otherwise(tmp_path, capsys):
     assert _finish(tmp_path / "miss", [_entry("wrk-health.txt", p95=150.0)]) == 1
     assert "1 measurement(s) miss the SLA" in capsys.readouterr().out
     assert _finish(tmp_path / "none", []) == 2
+
+
+def test_the_report_says_how_fast_the_machine_was_around_the_run(tmp_path):
+    """The gauge's readings (perf/calibrate.py) head the table; a run without them says nothing of it."""
+    run = Run(Options(results=tmp_path / "gauged"))
+    run.meta = {"started": "2026-01-01T00:00:00+00:00", "scale": 10000,
+                "calibration": {"before": 12312.0, "after": 8230.0}}
+    run.entries = [_entry("wrk-health.txt")]
+    run.tmp.rmdir()
+    run.finish()
+    table = next((tmp_path / "gauged").iterdir()).joinpath("report.md").read_text()
+    assert "Machine: 12,312 req/s before and 8,230 req/s after the measurements" in table
+    _finish(tmp_path / "plain", [_entry("wrk-health.txt")])
+    assert "Machine:" not in next((tmp_path / "plain").iterdir()).joinpath("report.md").read_text()
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_the_gauge_measures_a_bare_route_and_stops_it(monkeypatch):
+    from perf import calibrate
+
+    ports = []
+    real_free_port = calibrate.free_port
+    monkeypatch.setattr(calibrate, "free_port", lambda: ports.append(real_free_port()) or ports[-1])
+    assert calibrate.gauge(seconds=1) > 100
+    with pytest.raises(OSError):  # the route's process is gone
+        socket.create_connection(("127.0.0.1", ports[0]), timeout=2).close()
 
 
 def test_compare_flags_regressions(tmp_path):
@@ -359,7 +386,7 @@ def test_sigterm_ends_a_run_and_stops_every_server_it_started(tmp_root, tmp_path
     var = tmp_root / "perf-sigterm"  # reachable by PostgreSQL's user, unlike tmp_path
     args = [sys.executable, "-m", "perf", "run", "--scenario", "health", "--tool", "wrk", "--cache", "off",
             "--scale", "1000", "--scale-check", "0", "--rate", "0", "--warmup", "0", "--duration", "60",
-            "--slices", "1", "--var", str(var), "--results", str(tmp_path / "results")]
+            "--slices", "1", "--no-calibration", "--var", str(var), "--results", str(tmp_path / "results")]
     with open(tmp_path / "run.log", "wb") as out:
         run = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                cwd=Path(__file__).resolve().parent.parent)
@@ -474,7 +501,7 @@ def test_a_run_of_our_own_stack_reports_cpu_per_request_of_each_target(tmp_root,
     var = tmp_root / "perf-sigterm"  # the same cluster as the SIGTERM test: seeded once
     args = [sys.executable, "-m", "perf", "run", "--scenario", "user", "--tool", "wrk", "--cache", "off",
             "--scale", "1000", "--scale-check", "0", "--rate", "0", "--warmup", "0", "--duration", "2",
-            "--slices", "1", "--var", str(var), "--results", str(tmp_path / "results")]
+            "--slices", "1", "--no-calibration", "--var", str(var), "--results", str(tmp_path / "results")]
     out = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent)
     assert out.returncode in (0, 1), out.stdout + out.stderr  # 1: an SLA missed on a busy machine
     folder = next((tmp_path / "results").iterdir())
