@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "compare":
         old, new = (json.loads((f / "report.json").read_text()) for f in (args.old, args.new))
         rows = compare(old, new, args.regression)
-        print(markdown({**new, "compared_with": str(args.old)}, rows))
+        print(markdown({**new, "compared_with": str(args.old),
+                        "compared_calibration": old["meta"].get("calibration")}, rows))
         return 3 if any(r["flags"] for r in rows) else 0
     bad = [t for t in args.tools if t not in ("wrk", "autocannon")] + [c for c in args.caches if c not in ("on", "off")]
     if bad:

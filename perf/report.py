@@ -141,13 +141,17 @@ def _cpu(entry: dict) -> str:
     return " · ".join((f"{us['api']:,.0f}", db, f"{us['redis']:,.0f}", f"{us['tool']:,.0f}"))
 
 
-def _calibration(gauge: dict | None) -> list[str]:
-    """The machine's speed around the run (perf/calibrate.py), as a line of the header, if measured."""
-    if not gauge or not any(gauge.values()):
-        return []
-    said = " and ".join(f"{gauge[k]:,.0f} req/s {k}" for k in ("before", "after") if gauge.get(k))
-    return [f"Machine: {said} the measurements on a bare aiohttp JSON route under wrk -t1 -c64 (perf/calibrate.py; "
-            "compare absolute figures between runs only at like readings).", ""]
+def _gauge(readings: dict | None) -> str | None:
+    """The machine's gauge around a run (perf/calibrate.py) in words, if it was taken."""
+    said = [f"{readings[k]:,.0f} req/s {k}" for k in ("before", "after") if (readings or {}).get(k)]
+    return " and ".join(said) or None
+
+
+def _calibration(readings: dict | None) -> list[str]:
+    said = _gauge(readings)
+    return [] if said is None else [
+        f"Machine: {said} the measurements on a bare aiohttp JSON route under wrk -t1 -c64 (perf/calibrate.py; "
+        "compare absolute figures between runs only at like readings).", ""]
 
 
 def markdown(report: dict, comparison: list[dict] | None = None) -> str:
@@ -179,7 +183,8 @@ def markdown(report: dict, comparison: list[dict] | None = None) -> str:
         lines += ["", "Targets of the perf issue (reported, not enforced):", ""]
         lines += [f"- {text}" if ok is None else f"- [{'x' if ok else ' '}] {text}" for text, ok in report["goals"]]
     if comparison is not None:
-        lines += ["", f"Compared with {report.get('compared_with')}:", "",
+        then = _gauge(report.get("compared_calibration"))
+        lines += ["", f"Compared with {report.get('compared_with')}" + (f" (its machine: {then})" if then else "") + ":", "",
                   "| scenario | tool | target | cache | loop | req/s before → now | p99 ms before → now | flags |",
                   "|---|---|---|---|---|--:|--:|---|"]
         for row in comparison:
@@ -199,6 +204,8 @@ def finish(report: dict, folder: Path, old: dict | None = None, threshold: float
         e["sla"] = sla(e)
     report["goals"] = goals(report["entries"], scale)
     comparison = compare(old, report, threshold) if old else None
+    if old:
+        report["compared_calibration"] = old["meta"].get("calibration")
     regressions = [r for r in comparison or [] if r["flags"]]
     report["regressions"] = [{"key": list(r["key"]), "flags": r["flags"]} for r in regressions]
     folder.mkdir(parents=True, exist_ok=True)

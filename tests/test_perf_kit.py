@@ -170,7 +170,8 @@ def test_the_run_exits_non_zero_on_a_miss_and_zero_otherwise(tmp_path, capsys):
 
 
 def test_the_report_says_how_fast_the_machine_was_around_the_run(tmp_path):
-    """The gauge's readings (perf/calibrate.py) head the table; a run without them says nothing of it."""
+    """The gauge's readings (perf/calibrate.py) head the table, and a comparison names the earlier run's; a run
+    without them says nothing of it."""
     run = Run(Options(results=tmp_path / "gauged"))
     run.meta = {"started": "2026-01-01T00:00:00+00:00", "scale": 10000,
                 "calibration": {"before": 12312.0, "after": 8230.0}}
@@ -179,8 +180,10 @@ def test_the_report_says_how_fast_the_machine_was_around_the_run(tmp_path):
     run.finish()
     table = next((tmp_path / "gauged").iterdir()).joinpath("report.md").read_text()
     assert "Machine: 12,312 req/s before and 8,230 req/s after the measurements" in table
-    _finish(tmp_path / "plain", [_entry("wrk-health.txt")])
-    assert "Machine:" not in next((tmp_path / "plain").iterdir()).joinpath("report.md").read_text()
+    _finish(tmp_path / "plain", [_entry("wrk-health.txt")], compare=next((tmp_path / "gauged").iterdir()))
+    plain = next((tmp_path / "plain").iterdir()).joinpath("report.md").read_text()
+    assert "Machine:" not in plain
+    assert "(its machine: 12,312 req/s before and 8,230 req/s after):" in plain  # the run it is compared with
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
