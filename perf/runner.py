@@ -266,9 +266,9 @@ class Run:
                      "workers": o.workers, "connections": o.connections, "duration": o.duration,
                      "warmup": o.warmup, "rate": o.rate, "tools": o.tools, "caches": o.caches,
                      "target": o.target or "own", "commit": _commit(), "machine": _machine()}
-        if o.calibrate:  # before anything of the run is started, and again once everything is stopped
-            self.meta["calibration"] = {"before": calibrate.gauge()}
         try:
+            if o.calibrate:  # before anything of the run is started, and again once everything is stopped
+                self.meta["calibration"] = {"before": calibrate.gauge()}
             if o.target:
                 data = prepare.discover(o.target.rstrip("/"), o.posts, o.users, o.seed)
                 data.cursors = prepare.harvest_cursors(o.target.rstrip("/"))
