@@ -62,4 +62,7 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["serve"]:
         serve(int(sys.argv[2]))
     else:
-        print(f"{gauge() or 0:,.0f} req/s (a bare aiohttp JSON route on uvloop, wrk -t1 -c{CONNECTIONS} -d{SECONDS}s)")
+        reading = gauge()
+        print("no reading: wrk is missing or failed" if reading is None else
+              f"{reading:,.0f} req/s (a bare aiohttp JSON route on uvloop, wrk -t1 -c{CONNECTIONS} -d{SECONDS}s)")
+        sys.exit(reading is None)
