@@ -39,7 +39,7 @@ def serve(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
-def gauge(seconds: int = SECONDS) -> float | None:
+def gauge(seconds: int = SECONDS) -> int | None:
     """Requests per second the bare route answers under wrk, or None when wrk is missing or failed."""
     if not shutil.which("wrk"):
         return None
