@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .calibrate import METHOD
 from .scenarios import SCENARIOS
 
 SCALE_GROWTH = 1.5  # --scale-check: a read's p95 on the bigger data set may be at most this times the first's
@@ -150,7 +151,7 @@ def _gauge(readings: dict | None) -> str | None:
 def _calibration(readings: dict | None) -> list[str]:
     said = _gauge(readings)
     return [] if said is None else [
-        f"Machine: {said} the measurements on a bare aiohttp JSON route under wrk -t1 -c64 (perf/calibrate.py; "
+        f"Machine: {said} the measurements on {METHOD} (perf/calibrate.py; "
         "compare absolute figures between runs only at like readings).", ""]
 
 
