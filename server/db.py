@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +15,8 @@ from aiohttp import web
 
 from .config import Config
 from .deadlines import Deadlines
+
+log = logging.getLogger("server.db")
 
 QUERIES_DIR = Path(__file__).resolve().parent.parent / "sql" / "queries"
 CONFIG = web.AppKey("config", Config)
@@ -76,6 +80,8 @@ class Pool:
         self.raw = pool
         self.acquire_timeout = acquire_timeout
         self.deadlines = Deadlines()
+        self._notifying: dict[str, bool] = {}  # channel -> another NOTIFY wanted after the one on its way
+        self._notifies: set[asyncio.Task] = set()
 
     async def _take(self) -> asyncpg.Connection:
         # The hot path skips the timer: with a free holder in asyncpg's queue nothing waits for another
@@ -154,7 +160,42 @@ class Pool:
         finally:
             await self.raw.release(conn)
 
+    def notify(self, channel: str) -> None:
+        """NOTIFY `channel` soon, on a connection of its own, after the caller's commit.
+
+        Calls coalesce: while one NOTIFY is on its way, any number of calls ask for one more after it,
+        which every listener receives after all of their commits. A NOTIFY inside a write's transaction
+        would hold PostgreSQL's cluster-wide notification lock from before that write's commit until its
+        WAL flush ended, so such writes commit one at a time; here a burst of writes costs a NOTIFY or
+        two and their commits share flushes. One that fails (or is cut short by the process ending) costs
+        a listener only the wait until its next poll.
+        """
+        if channel in self._notifying:
+            self._notifying[channel] = True
+            return
+        self._notifying[channel] = False
+        task = asyncio.get_running_loop().create_task(self._send_notifications(channel))
+        self._notifies.add(task)
+        task.add_done_callback(self._notifies.discard)
+
+    async def _send_notifications(self, channel: str) -> None:
+        try:
+            while True:
+                self._notifying[channel] = False
+                try:
+                    await self.execute(Q.notify, channel)
+                except Exception as exc:  # noqa: BLE001 - best effort: listeners poll too
+                    log.warning("NOTIFY %s not sent (%s: %s); listeners find the rows at their next poll",
+                                channel, type(exc).__name__, exc)
+                    return
+                if not self._notifying[channel]:
+                    return
+        finally:
+            del self._notifying[channel]
+
     async def close(self) -> None:
+        if self._notifies:  # the last commits' notifications, before the connections go
+            await asyncio.wait(self._notifies, timeout=self.acquire_timeout)
         await self.raw.close()
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 import asyncpg
 import orjson
 
-from .db import Q, transaction
+from .db import Pool, Q, transaction
 
 CHANNEL = "outbox"  # the LISTEN/NOTIFY channel that wakes workers
 STATUSES = ("pending", "delivered", "dead")
@@ -28,13 +28,20 @@ SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
 async def emit(conn: asyncpg.Connection, type: str, data: dict, request_id: str | None) -> int:
     """Write the event in the caller's transaction (same connection) and return its id.
 
-    Workers are notified when, and only if, that transaction commits.
+    Once that transaction has committed, the caller wakes the workers with wake(); without it they find
+    the event at their next poll.
     """
     consumers = SUBSCRIPTIONS.get(type)
     if consumers is None:
         raise ValueError(f"unknown event type {type!r}")
     row = await conn.fetchrow(Q.emit_event, type, data, request_id, list(consumers))
     return row["id"]
+
+
+def wake(pool: Pool) -> None:
+    """Tell the workers that events were committed: a NOTIFY sent after the commit, coalesced with those of
+    other writes (Pool.notify says why not inside the transaction)."""
+    pool.notify(CHANNEL)
 
 
 @dataclasses.dataclass(frozen=True)

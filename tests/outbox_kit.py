@@ -114,6 +114,7 @@ async def create_user(pool: asyncpg.Pool, username: str, request_id: str | None 
     async with transaction(pool) as conn:
         row = await conn.fetchrow(Q.insert_user, f"{username}@example.com", username, HASH, username.title(), "")
         await outbox.emit(conn, "user.created", {"userId": row["id"]}, request_id)
+    outbox.wake(pool)
     return row["id"]
 
 

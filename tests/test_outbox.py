@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import orjson
 import pytest
@@ -11,7 +12,7 @@ import redis.asyncio as redis
 from server import outbox
 from server.db import POOL, transaction
 from server.embedded import free_port
-from tests.conftest import sign_up
+from tests.conftest import actor, sign_up
 from tests.outbox_kit import create_user, drain, events_config, inbox, make_worker, outbox_db, statuses  # noqa: F401
 
 
@@ -230,6 +231,54 @@ async def test_the_worker_wakes_on_commit_and_stops_after_its_batch(outbox_db, m
     assert len(inbox.messages) == 1
     worker.stop()
     await asyncio.wait_for(task, 5)
+
+
+async def _until(done, timeout: float) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if done():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("not within %s s" % timeout)
+
+
+async def test_writes_over_http_wake_the_worker_after_their_commits(aiohttp_client, events_config, outbox_db, inbox):
+    """A sign-up, a post and a comment each reach a worker that would otherwise sleep for 30 s."""
+    from server.app import create_app
+    config = dataclasses.replace(events_config, worker_in_process=True, outbox_poll_interval=30.0)
+    client = await aiohttp_client(create_app(config))
+    rosa = await actor(client, outbox_db, "rosa")
+    await _until(lambda: inbox.to("rosa@example.com"), 5)  # the worker listens from here on
+    sven = await actor(client, outbox_db, "sven")
+    await _until(lambda: inbox.to("sven@example.com"), 5)
+    response = await client.post("/api/posts", json={"title": "Hello", "body": "First"}, headers=rosa.headers)
+    assert response.status == 201
+    post_id = (await response.json())["data"]["id"]
+    response = await client.post(f"/api/posts/{post_id}/comments", json={"body": "Welcome"}, headers=sven.headers)
+    assert response.status == 201
+    await _until(lambda: len(inbox.to("rosa@example.com")) == 2, 5)  # the comment mail to the post's author
+    for _ in range(100):  # the stream's deliveries (post.created among them) went with the same wake-ups
+        if (await outbox.stats(client.app[POOL]))["backlog"] == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert (await outbox.stats(client.app[POOL]))["backlog"] == 0
+
+
+async def test_wake_ups_coalesce_and_one_follows_every_call(outbox_db, make_worker):
+    worker = await make_worker()
+    heard = []
+    await outbox_db.add_listener(outbox.CHANNEL, lambda *args: heard.append(args))
+    for _ in range(50):  # a burst before the first is sent: that one comes after all of them
+        outbox.wake(worker.pool)
+    await _until(lambda: heard, 5)
+    await asyncio.sleep(0.3)
+    assert len(heard) == 1
+    outbox.wake(worker.pool)
+    await asyncio.sleep(0)  # on its way now; the calls below may have missed it, so one more follows
+    outbox.wake(worker.pool)
+    outbox.wake(worker.pool)
+    await _until(lambda: len(heard) == 3, 5)
+    await asyncio.sleep(0.3)
+    assert len(heard) == 3
 
 
 async def test_serve_runs_the_worker_in_process_when_configured(aiohttp_client, make_config, outbox_db, tmp_path):

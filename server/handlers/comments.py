@@ -50,6 +50,7 @@ async def create_comment(request: web.Request) -> web.Response:
         if exc.constraint_name == "comments_post_id_fkey":  # no such post, or deleted meanwhile
             raise NotFound("No such post") from None
         raise
+    outbox.wake(request.app[POOL])
     await invalidate(request, f"post:{post_id}", "posts")
     return responses.data_text(row["data"], status=201, headers={"Location": f"/api/comments/{row['id']}"})
 

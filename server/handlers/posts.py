@@ -71,6 +71,7 @@ async def create_post(request: web.Request) -> web.Response:
             return row
 
     row = await retrying(write)
+    outbox.wake(request.app[POOL])
     await invalidate(request, "posts")
     return responses.data_text(row["data"], status=201, headers={"Location": f"/api/posts/{row['id']}"})
 

@@ -22,6 +22,7 @@ async def create_user(request: web.Request) -> web.Response:
         row = await conn.fetchrow(Q.insert_user, body.email, body.username, password_hash, body.display_name,
                                   body.bio)
         await outbox.emit(conn, "user.created", {"userId": row["id"]}, request[REQUEST_ID])
+    outbox.wake(request.app[POOL])
     return responses.json({"data": responses.owner_user(row)}, status=201,
                           headers={"Location": f"/api/users/{row['id']}"})
 

@@ -75,9 +75,9 @@ WHERE p.id = $4
 -- name: insert_comment
 -- $1 post, $2 author, $3 body, $4 request id, $5 consumers of comment.created. An unknown post is a
 -- foreign key violation (the API's 404).
--- One statement, so one round trip and its own transaction: the comment, its comment.created event with
--- a delivery per consumer (as outbox.emit writes them), and the workers' notification, sent only if it
--- commits. Without BEGIN and COMMIT a comment costs the API a third of the round trips.
+-- One statement, so one round trip and its own transaction: the comment and its comment.created event
+-- with a delivery per consumer (as outbox.emit writes them; the handler wakes the workers after the
+-- commit). Without BEGIN and COMMIT a comment costs the API a third of the round trips.
 WITH c AS (
     INSERT INTO comments (post_id, author_id, body) VALUES ($1, $2, $3)
     RETURNING id, post_id, author_id, body, created_at
@@ -93,7 +93,7 @@ WITH c AS (
 SELECT c.id, api_comment(c.id, c.post_id, c.body, c.created_at, api_author(u.id, u.username, u.display_name))::text AS data
 FROM c
 JOIN users u ON u.id = c.author_id
-CROSS JOIN e, pg_notify('outbox', '')
+CROSS JOIN e
 
 -- name: comment_written
 -- $1 request id, $2 post, $3 author, $4 body: the comment insert_comment wrote for this request, if it

@@ -2,8 +2,8 @@
 -- the admin's listing and the numbers the metrics publish.
 
 -- name: emit_event
--- One round trip: the event, a delivery row per subscribed consumer ($4), and a notification that
--- PostgreSQL sends only if the transaction commits.
+-- One round trip: the event and a delivery row per subscribed consumer ($4). The workers' wake-up
+-- follows the commit (server/outbox.py wake()), never inside the transaction.
 WITH e AS (
     INSERT INTO outbox_events (type, data, request_id) VALUES ($1, $2, $3)
     RETURNING id
@@ -11,7 +11,7 @@ WITH e AS (
     INSERT INTO outbox_deliveries (event_id, consumer)
     SELECT e.id, c FROM e, unnest($4::text[]) AS c
 )
-SELECT e.id FROM e, pg_notify('outbox', '')
+SELECT e.id FROM e
 
 -- name: claim_deliveries
 -- Due deliveries, oldest first; SKIP LOCKED lets any number of workers claim side by side. The claim
