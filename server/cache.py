@@ -14,6 +14,14 @@ Each process also holds a copy of the entries it served last (HELD_BYTES at most
 Redis every time, with the copy's key and ETag: when the entry in Redis is that very one, Redis answers
 `1` instead of the body, and the copy is served. Coherence and lifetimes stay Redis's; only the body of
 a hit no longer comes over the connection each time.
+
+A view can change faster than it is read again (under a steady stream of comments every list page is
+retired before its next reader comes), or be read too seldom to be read again while it lives; each read
+then pays a lookup and a store besides the query.
+Each process therefore counts, per policy, the hits and the misses of its lookups (Uptake); while the
+misses outnumber the hits by more than MISSES_PER_HIT, the policy's reads go straight to PostgreSQL, as
+with the cache off, but for one in SAMPLE, which goes on measuring. Reading PostgreSQL is always fresh,
+so this changes only what a read costs.
 """
 
 from __future__ import annotations
@@ -58,6 +66,9 @@ EPOCH = "cv:epoch"
 ETAG_LENGTH = 26  # '"' + 24 hex digits + '"', stored in front of the body
 BUILT_GRACE = 1.0  # seconds a finished build still answers this process's late misses
 HELD_BYTES = 32 * 2**20  # bodies of the entries this process served last, kept to spare Redis sending them
+UPTAKE_WINDOW = 64  # lookups of a policy between two decisions to use the cache for it or not
+MISSES_PER_HIT = 3  # a policy skips the cache while its lookups miss more than this many times per hit
+SAMPLE = 8  # while a policy skips the cache, one read in SAMPLE still goes through it
 
 
 def etag_tag(body: bytes) -> str:
@@ -91,6 +102,32 @@ def respond(request: web.Request, etag: bytes, body: bytes) -> web.Response:
     return web.Response(body=body, content_type="application/json", headers={"ETag": tag})
 
 
+class Uptake:
+    """Whether a policy's reads are worth a lookup in Redis, judged from its last UPTAKE_WINDOW lookups:
+    not while the misses outnumber the hits (and waits for this process's own rebuilds) by more than
+    MISSES_PER_HIT. While skipping, one read in SAMPLE still looks up, and those decide when to stop."""
+
+    __slots__ = ("hits", "lookups", "skipping", "passed")
+
+    def __init__(self) -> None:
+        self.hits = self.lookups = self.passed = 0
+        self.skipping = False
+
+    def consult(self) -> bool:
+        """True when this read goes through the cache."""
+        if not self.skipping:
+            return True
+        self.passed += 1
+        return self.passed % SAMPLE == 0
+
+    def note(self, hit: bool) -> None:
+        self.hits += hit
+        self.lookups += 1
+        if self.lookups == UPTAKE_WINDOW:
+            self.skipping = self.lookups - self.hits > MISSES_PER_HIT * self.hits
+            self.hits = self.lookups = 0
+
+
 @dataclasses.dataclass(frozen=True)
 class Policy:
     """How a public GET route is cached: a name, what it shows, and when an answer is for one caller only."""
@@ -120,10 +157,16 @@ class Cache:
         self._held: OrderedDict[str, tuple[bytes, bytes, bytes]] = OrderedDict()
         self._held_bytes = 0
         self._epoch_task: asyncio.Task | None = None
+        self._uptake: dict[str, Uptake] = {}
         # Counters for the metrics endpoint.
-        self.hits = self.misses = self.rebuilds = self.waits = self.bypasses = 0
+        self.hits = self.misses = self.rebuilds = self.waits = self.bypasses = self.skips = 0
 
     async def get(self, request: web.Request, policy: Policy, handler) -> web.Response:
+        if (uptake := self._uptake.get(policy.name)) is None:
+            uptake = self._uptake[policy.name] = Uptake()
+        if not uptake.consult():
+            self.skips += 1
+            return with_etag(request, await handler(request))
         base = _entry_key(request, policy)
         versions = [EPOCH] + [f"cv:{d}" for d in policy.depends(request)]
         held = self._held.get(base)
@@ -135,9 +178,11 @@ class Cache:
             return with_etag(request, await handler(request))
         if entry == 1:  # the copy held here is the entry
             self.hits += 1
+            uptake.note(True)
             return respond(request, held[1], held[2])
         if entry:
             self.hits += 1
+            uptake.note(True)
             etag, body = entry[:ETAG_LENGTH], entry[ETAG_LENGTH:]
             self._hold(base, key, etag, body)
             return respond(request, etag, body)
@@ -145,10 +190,12 @@ class Cache:
         if (building := self._building.get(key)) is not None:
             # Someone in this process is building (or has just built) this entry: take theirs.
             self.waits += 1
+            uptake.note(True)
             built = await asyncio.shield(building)
             if built is not None:
                 return respond(request, *built)
             return with_etag(request, await handler(request))
+        uptake.note(False)
         return await self._build(request, handler, base, key)
 
     def _hold(self, base: str, key: bytes, etag: bytes, body: bytes) -> None:

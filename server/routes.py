@@ -67,7 +67,7 @@ CACHED = {
     posts.list_user_posts: Policy("user-posts", lambda r: ["posts", "users"]),
     comments.list_comments: Policy("comments", lambda r: [_post(r), "users"]),
     comments.get_comment: Policy("comment", lambda r: ["comments", "users"]),
-    tags.list_tags: Policy("tags", lambda r: ["posts"]),
+    tags.list_tags: Policy("tags", lambda r: ["tags"]),  # post counts only: comments leave it be
 }
 
 

@@ -253,3 +253,55 @@ async def test_held_copies_stay_within_their_byte_budget(aiohttp_client, config,
     assert kept == [f"c:user:{who.id}?" for who in people[-len(kept):]]
     again = await client.get(f"/api/users/{people[0].id}")
     assert (await again.json())["data"]["id"] == people[0].id
+
+
+async def test_a_view_retired_faster_than_it_is_read_skips_the_cache_fresh_and_comes_back(client, db,
+                                                                                         monkeypatch):
+    """A comment before every read of the list: each lookup finds the list retired, so after a window of
+    misses the list is read from PostgreSQL (every answer still shows the latest commentCount); once the
+    writes stop, the sampled lookups hit and the list is served from the cache again."""
+    monkeypatch.setattr(cache_module, "UPTAKE_WINDOW", 8)
+    cache = client.server.app[CACHE]
+    ann = await actor(client, db, "ann")
+    post = await _post(client, ann)
+    for n in range(1, 25):
+        written = await client.post(f"/api/posts/{post['id']}/comments", json={"body": f"#{n}"}, headers=ann.headers)
+        assert written.status == 201
+        response = await client.get("/api/posts")
+        assert (await response.json())["data"][0]["commentCount"] == n
+        assert response.headers["ETag"]
+    assert cache.skips == 24 - 8 - 2  # skipping after 8 misses; 2 of the 16 reads since were sampled
+    misses = cache.misses
+    for _ in range(cache_module.SAMPLE * 8):  # a window of sampled lookups, of the entry the last one built
+        assert (await client.get("/api/posts")).status == 200
+    assert cache.misses == misses
+    hits, skips = cache.hits, cache.skips
+    for _ in range(10):
+        assert (await client.get("/api/posts")).status == 200
+    assert (cache.hits, cache.skips) == (hits + 10, skips)
+
+
+async def test_a_read_mostly_view_never_skips_the_cache(client, db, monkeypatch):
+    monkeypatch.setattr(cache_module, "UPTAKE_WINDOW", 8)
+    cache = client.server.app[CACHE]
+    ann = await actor(client, db, "ann")
+    post = await _post(client, ann)
+    for n in range(40):  # a write every fifth read: one miss to four hits
+        if n % 5 == 0:
+            await client.post(f"/api/posts/{post['id']}/comments", json={"body": "more"}, headers=ann.headers)
+        assert (await client.get("/api/posts")).status == 200
+    assert cache.skips == 0 and cache.hits == 32
+
+
+async def test_a_comment_leaves_the_cached_tags_be_and_a_new_post_retires_them(client, db):
+    cache = client.server.app[CACHE]
+    ann = await actor(client, db, "ann")
+    post = await _post(client, ann)
+    assert (await (await client.get("/api/tags")).json())["data"] == [{"name": "news", "postCount": 1}]
+    await client.post(f"/api/posts/{post['id']}/comments", json={"body": "Hi"}, headers=ann.headers)
+    hits = cache.hits
+    assert (await (await client.get("/api/tags")).json())["data"] == [{"name": "news", "postCount": 1}]
+    assert cache.hits == hits + 1
+    await _post(client, ann, tags=("news", "sports"))
+    assert (await (await client.get("/api/tags")).json())["data"] == [{"name": "news", "postCount": 2},
+                                                                      {"name": "sports", "postCount": 1}]

@@ -116,6 +116,7 @@ async def test_cache_counters(client):
     metrics = await scrape(client)
     assert metrics[("cache_misses_total", ())] == 1 and metrics[("cache_rebuilds_total", ())] == 1
     assert metrics[("cache_hits_total", ())] == 2 and metrics[("cache_bypasses_total", ())] == 0
+    assert metrics[("cache_skips_total", ())] == 0
 
 
 async def test_rate_limit_rejections(aiohttp_client, make_config, db):

@@ -72,7 +72,7 @@ async def create_post(request: web.Request) -> web.Response:
 
     row = await retrying(write)
     outbox.wake(request.app[POOL])
-    await invalidate(request, "posts")
+    await invalidate(request, "posts", "tags")
     return responses.data_text(row["data"], status=201, headers={"Location": f"/api/posts/{row['id']}"})
 
 
@@ -104,7 +104,7 @@ async def patch_post(request: web.Request) -> web.Response:
             return await conn.fetchval(Q.get_post, post_id)
 
     data = await retrying(write)
-    await invalidate(request, f"post:{post_id}", "posts")
+    await invalidate(request, f"post:{post_id}", "posts", "tags")
     return responses.data_text(data)
 
 
@@ -112,5 +112,5 @@ async def delete_post(request: web.Request) -> web.Response:
     post_id = await _owned_post(request)
     if await retrying(lambda: request.app[POOL].fetchval(Q.delete_post, post_id)) is None:
         raise NotFound("No such post")
-    await invalidate(request, f"post:{post_id}", "posts", "comments")  # its comments went with it
+    await invalidate(request, f"post:{post_id}", "posts", "tags", "comments")  # its comments went with it
     return web.Response(status=204)
