@@ -54,8 +54,8 @@ def register_sources(app: web.Application, metrics: Metrics) -> None:
                   "cache_waits_total", "Misses that waited for another request's rebuild (single flight)")),
               (CACHE, "bypasses", metrics.counter("cache_bypasses_total", "Reads served without the cache (Redis away)")),
               (CACHE, "skips", metrics.counter(
-                  "cache_skips_total", "Reads served without the cache because its entries of that view were "
-                  "retired faster than they were read"))]
+                  "cache_skips_total", "Reads served without the cache because its lookups for that policy "
+                  "missed more than 3 times per hit"))]
     seen = [0] * len(counts)
     breaker = metrics.gauge("redis_breaker_open", "1 while the Redis circuit breaker is open", mode="livemax")
 
