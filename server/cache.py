@@ -17,11 +17,10 @@ a hit no longer comes over the connection each time.
 
 A view can change faster than it is read again (under a steady stream of comments every list page is
 retired before its next reader comes), or be read too seldom to be read again while it lives; each read
-then pays a lookup and a store besides the query.
-Each process therefore counts, per policy, the hits and the misses of its lookups (Uptake); while the
-misses outnumber the hits by more than MISSES_PER_HIT, the policy's reads go straight to PostgreSQL, as
-with the cache off, but for one in SAMPLE, which goes on measuring. Reading PostgreSQL is always fresh,
-so this changes only what a read costs.
+then pays a lookup and a store besides the query. Each process therefore counts, per policy, the hits
+and the misses of its lookups (Uptake); while the misses outnumber the hits by more than MISSES_PER_HIT,
+the policy's reads go straight to PostgreSQL, as with the cache off, but for one in SAMPLE, which goes
+on measuring. Reading PostgreSQL is always fresh, so this changes only what a read costs.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlencode
 
@@ -157,13 +156,12 @@ class Cache:
         self._held: OrderedDict[str, tuple[bytes, bytes, bytes]] = OrderedDict()
         self._held_bytes = 0
         self._epoch_task: asyncio.Task | None = None
-        self._uptake: dict[str, Uptake] = {}
+        self._uptake: defaultdict[str, Uptake] = defaultdict(Uptake)  # policy name -> its lookups' yield
         # Counters for the metrics endpoint.
         self.hits = self.misses = self.rebuilds = self.waits = self.bypasses = self.skips = 0
 
     async def get(self, request: web.Request, policy: Policy, handler) -> web.Response:
-        if (uptake := self._uptake.get(policy.name)) is None:
-            uptake = self._uptake[policy.name] = Uptake()
+        uptake = self._uptake[policy.name]
         if not uptake.consult():
             self.skips += 1
             return with_etag(request, await handler(request))

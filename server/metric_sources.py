@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from . import outbox
-from .cache import CACHE
+from .cache import CACHE, MISSES_PER_HIT
 from .db import POOL
 from .passwords import PASSWORDS
 from .ratelimit import LIMITER
@@ -55,7 +55,7 @@ def register_sources(app: web.Application, metrics: Metrics) -> None:
               (CACHE, "bypasses", metrics.counter("cache_bypasses_total", "Reads served without the cache (Redis away)")),
               (CACHE, "skips", metrics.counter(
                   "cache_skips_total", "Reads served without the cache because its lookups for that policy "
-                  "missed more than 3 times per hit"))]
+                  f"missed more than {MISSES_PER_HIT} times per hit"))]
     seen = [0] * len(counts)
     breaker = metrics.gauge("redis_breaker_open", "1 while the Redis circuit breaker is open", mode="livemax")
 
