@@ -293,7 +293,7 @@ async def test_a_read_mostly_view_never_skips_the_cache(client, db, monkeypatch)
     assert cache.skips == 0 and cache.hits == 32
 
 
-async def test_a_comment_leaves_the_cached_tags_be_and_a_new_post_retires_them(client, db):
+async def test_only_writes_that_link_tags_retire_the_cached_tags(client, db):
     cache = client.server.app[CACHE]
     ann = await actor(client, db, "ann")
     post = await _post(client, ann)
@@ -304,4 +304,16 @@ async def test_a_comment_leaves_the_cached_tags_be_and_a_new_post_retires_them(c
     assert cache.hits == hits + 1
     await _post(client, ann, tags=("news", "sports"))
     assert (await (await client.get("/api/tags")).json())["data"] == [{"name": "news", "postCount": 2},
+                                                                      {"name": "sports", "postCount": 1}]
+
+    # A post without tags and a patch that does not give tags change no postCount: still a hit.
+    await _post(client, ann, tags=())
+    await client.patch(f"/api/posts/{post['id']}", json={"title": "Renamed"}, headers=ann.headers)
+    hits = cache.hits
+    assert (await (await client.get("/api/tags")).json())["data"] == [{"name": "news", "postCount": 2},
+                                                                      {"name": "sports", "postCount": 1}]
+    assert cache.hits == hits + 1
+    # Untagging does.
+    await client.patch(f"/api/posts/{post['id']}", json={"tags": []}, headers=ann.headers)
+    assert (await (await client.get("/api/tags")).json())["data"] == [{"name": "news", "postCount": 1},
                                                                       {"name": "sports", "postCount": 1}]

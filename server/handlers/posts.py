@@ -72,7 +72,8 @@ async def create_post(request: web.Request) -> web.Response:
 
     row = await retrying(write)
     outbox.wake(request.app[POOL])
-    await invalidate(request, "posts", "tags")
+    # The tag list (postCount per tag) changes only when the post links tags.
+    await invalidate(request, "posts", *(("tags",) if body.tags else ()))
     return responses.data_text(row["data"], status=201, headers={"Location": f"/api/posts/{row['id']}"})
 
 
@@ -104,7 +105,7 @@ async def patch_post(request: web.Request) -> web.Response:
             return await conn.fetchval(Q.get_post, post_id)
 
     data = await retrying(write)
-    await invalidate(request, f"post:{post_id}", "posts", "tags")
+    await invalidate(request, f"post:{post_id}", "posts", *(("tags",) if body.tags is not None else ()))
     return responses.data_text(data)
 
 
