@@ -144,8 +144,12 @@ def _cpu(entry: dict) -> str:
 
 def _gauge(readings: dict | None) -> str | None:
     """The machine's gauge around a run (perf/calibrate.py) in words, if it was taken."""
-    said = [f"{readings[k]:,.0f} req/s {k}" for k in ("before", "after") if (readings or {}).get(k)]
-    return " and ".join(said) or None
+    readings = readings or {}
+    between = [f"{r:,.0f}" for r in readings.get("between", []) if r]
+    said = [f"{readings['before']:,.0f} req/s before"] if readings.get("before") else []
+    said += [f"{' and '.join(between)} req/s between the cache passes"] if between else []
+    said += [f"{readings['after']:,.0f} req/s after"] if readings.get("after") else []
+    return ", ".join(said[:-1]) + " and " + said[-1] if len(said) > 1 else (said[0] if said else None)
 
 
 def _calibration(readings: dict | None) -> list[str]:

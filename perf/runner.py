@@ -213,6 +213,8 @@ class Run:
             for i, cache in enumerate(o.caches):
                 if i:
                     stack.reset()
+                    if o.calibrate:  # the machine between the passes, with only PostgreSQL and Redis up, idle
+                        self.meta["calibration"].setdefault("between", []).append(calibrate.gauge())
                 # Writes and logins do not depend on the cache: measured once, with the first setting.
                 scenarios = pass_order([s for s in selected if i == 0 or s.open_loop])
                 extra = {"CACHE_ENABLED": "true" if cache == "on" else "false",
@@ -267,7 +269,9 @@ class Run:
                      "warmup": o.warmup, "rate": o.rate, "tools": o.tools, "caches": o.caches,
                      "target": o.target or "own", "commit": _commit(), "machine": _machine()}
         try:
-            if o.calibrate:  # before anything of the run is started, and again once everything is stopped
+            # The gauge before anything of the run is started, between the cache passes (own_stack), and
+            # once everything is stopped: a run of 80 minutes can see the machine's speed change.
+            if o.calibrate:
                 self.meta["calibration"] = {"before": calibrate.gauge()}
             if o.target:
                 data = prepare.discover(o.target.rstrip("/"), o.posts, o.users, o.seed)

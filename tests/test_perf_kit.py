@@ -184,6 +184,16 @@ def test_the_report_says_how_fast_the_machine_was_around_the_run(tmp_path):
     plain = next((tmp_path / "plain").iterdir()).joinpath("report.md").read_text()
     assert "Machine:" not in plain
     assert "(its machine: 12,312 req/s before and 8,230 req/s after):" in plain  # the run it is compared with
+    # A reading between the cache passes goes between the two.
+    run = Run(Options(results=tmp_path / "between"))
+    run.meta = {"started": "2026-01-01T00:00:00+00:00", "scale": 10000,
+                "calibration": {"before": 12312.0, "between": [10100.0], "after": 8230.0}}
+    run.entries = [_entry("wrk-health.txt")]
+    run.tmp.rmdir()
+    run.finish()
+    table = next((tmp_path / "between").iterdir()).joinpath("report.md").read_text()
+    assert ("Machine: 12,312 req/s before, 10,100 req/s between the cache passes and 8,230 req/s after "
+            "the measurements") in table
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
