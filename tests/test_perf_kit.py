@@ -169,29 +169,27 @@ def test_the_run_exits_non_zero_on_a_miss_and_zero_otherwise(tmp_path, capsys):
     assert _finish(tmp_path / "none", []) == 2
 
 
-def test_the_report_says_how_fast_the_machine_was_around_the_run(tmp_path):
-    """The gauge's readings (perf/calibrate.py) head the table, and a comparison names the earlier run's; a run
-    without them says nothing of it."""
-    run = Run(Options(results=tmp_path / "gauged"))
-    run.meta = {"started": "2026-01-01T00:00:00+00:00", "scale": 10000,
-                "calibration": {"before": 12312.0, "after": 8230.0}}
+def _gauged_table(folder, calibration: dict) -> str:
+    """The report.md of a run whose meta holds these gauge readings."""
+    run = Run(Options(results=folder))
+    run.meta = {"started": "2026-01-01T00:00:00+00:00", "scale": 10000, "calibration": calibration}
     run.entries = [_entry("wrk-health.txt")]
     run.tmp.rmdir()
     run.finish()
-    table = next((tmp_path / "gauged").iterdir()).joinpath("report.md").read_text()
+    return next(folder.iterdir()).joinpath("report.md").read_text()
+
+
+def test_the_report_says_how_fast_the_machine_was_around_the_run(tmp_path):
+    """The gauge's readings (perf/calibrate.py) head the table, and a comparison names the earlier run's; a run
+    without them says nothing of it."""
+    table = _gauged_table(tmp_path / "gauged", {"before": 12312.0, "after": 8230.0})
     assert "Machine: 12,312 req/s before and 8,230 req/s after the measurements" in table
     _finish(tmp_path / "plain", [_entry("wrk-health.txt")], compare=next((tmp_path / "gauged").iterdir()))
     plain = next((tmp_path / "plain").iterdir()).joinpath("report.md").read_text()
     assert "Machine:" not in plain
     assert "(its machine: 12,312 req/s before and 8,230 req/s after):" in plain  # the run it is compared with
     # A reading between the cache passes goes between the two.
-    run = Run(Options(results=tmp_path / "between"))
-    run.meta = {"started": "2026-01-01T00:00:00+00:00", "scale": 10000,
-                "calibration": {"before": 12312.0, "between": [10100.0], "after": 8230.0}}
-    run.entries = [_entry("wrk-health.txt")]
-    run.tmp.rmdir()
-    run.finish()
-    table = next((tmp_path / "between").iterdir()).joinpath("report.md").read_text()
+    table = _gauged_table(tmp_path / "between", {"before": 12312.0, "between": [10100.0], "after": 8230.0})
     assert ("Machine: 12,312 req/s before, 10,100 req/s between the cache passes and 8,230 req/s after "
             "the measurements") in table
 
