@@ -167,3 +167,21 @@ async def test_reads_run_on_their_generic_plan(db, name):
     plans = await db.fetchrow("SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
                               Q[name])
     assert plans["generic_plans"] >= 3, dict(plans)
+
+
+async def test_a_tags_post_count_update_is_hot(db):
+    """Linking and unlinking posts updates their tags' post_count in place (a HOT update: no new index
+    entries, no dead version for the tag lookups of every list to walk): no index may cover the counter."""
+    a = await insert_user(db, "writer")
+    await db.execute("INSERT INTO tags (name) VALUES ('red'), ('green')")
+    async with db.transaction():
+        await db.execute("INSERT INTO posts (author_id, title, body) SELECT $1, 'post ' || g, 'body' "
+                         "FROM generate_series(1, 5) g", a)
+        await db.execute("INSERT INTO post_tags (post_id, tag_id) SELECT p, t FROM generate_series(1, 5) p, "
+                         "generate_series(1, 2) t")
+        await db.execute("DELETE FROM post_tags WHERE post_id = 1")
+        counts = await db.fetchrow("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+                                   "WHERE relname = 'tags'")
+    assert counts["n_tup_upd"] >= 2 and counts["n_tup_hot_upd"] == counts["n_tup_upd"], dict(counts)
+    assert [tuple(r) for r in await db.fetch("SELECT name, post_count FROM tags ORDER BY name")] == [
+        ("green", 4), ("red", 4)]

@@ -1,7 +1,8 @@
 -- Tags. Names are normalised by the API before they reach these statements.
 
 -- name: list_tags
--- Most used first, then by name; tags no post uses are left out. Walks tags_post_count_idx.
+-- Most used first, then by name; tags no post uses are left out. A top-N sort of the tags in use: no
+-- index on post_count, so that its updates stay HOT (migration 0005).
 SELECT coalesce(json_agg(json_build_object('name', name, 'postCount', post_count)
                          ORDER BY post_count DESC, name), '[]')::text
 FROM (SELECT name, post_count FROM tags WHERE post_count > 0 ORDER BY post_count DESC, name LIMIT $1) t
